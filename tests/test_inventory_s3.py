@@ -1,0 +1,131 @@
+"""The legacy reader on S3 (a real Ceph RGW and a moto server): same findings as locally, one GET per window."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from archive_checks import EXPECTED_KIND
+from transcode.legacy.archive import open_archive
+from transcode.legacy.inventory import build_inventory
+from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
+from transcode.storage import LocalStorage, S3Options, S3Storage
+
+
+@pytest.fixture(scope="module")
+def uploaded(s3_server, faulty_archive):
+    """The faulty archive uploaded under a prefix of a fresh bucket on each server."""
+    bucket = s3_server.new_bucket("inv")
+    n = s3_server.upload_tree(faulty_archive.root, bucket, "archive/root")
+    assert n > 40
+    return s3_server, bucket, "archive/root"
+
+
+def _options(server) -> S3Options:
+    return S3Options(endpoint_url=server.endpoint_url, region=server.region, path_style=True)
+
+
+@pytest.fixture()
+def aws_env(monkeypatch, uploaded):
+    server = uploaded[0]
+    for k, v in server.env().items():
+        if k.startswith("AWS_"):
+            monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(k, raising=False)
+    return server
+
+
+def _cli(server, *args):
+    return subprocess.run([sys.executable, "-m", "transcode", *args], env=server.env(), capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_inventory_on_s3_finds_every_fault_like_local(uploaded, faulty_archive):
+    server, bucket, prefix = uploaded
+    r = _cli(server, "inventory", server.url(bucket, prefix), "--endpoint-url", server.endpoint_url,
+             "--region", server.region, "--path-style", "--verify-hashes", "--json", "--out", "-", "--no-progress")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    found = {(p["path"], p["kind"]) for p in doc["problems"]}
+    for f in faulty_archive.faults:
+        assert (f.path, EXPECTED_KIND[f.fault]) in found, (f, sorted(found))
+    local = build_inventory(open_archive(faulty_archive.root), verify_hashes=True)
+    assert found == {(p.path, p.kind) for p in local.problems}
+    assert doc["summary"]["tiles"] == len(local.tiles)
+
+
+def test_window_read_costs_one_ranged_get_and_matches_local(uploaded, faulty_archive, aws_env):
+    server, bucket, prefix = uploaded
+    s3 = S3Storage(bucket, prefix, _options(server))
+    archive = open_archive(s3.url, _options(server))
+    bad = {(f.tile, f.year) for f in faulty_archive.faults}
+    tile = next(t for t in archive.tiles if (t.name, t.year) not in bad)
+    local = LocalStorage(faulty_archive.root)
+    for key, kind in ((tile.embeddings_key, "embeddings"), (tile.scales_key, "scales")):
+        remote_file = NpyTileFile(s3, key, kind=kind)
+        local_file = NpyTileFile(local, key, kind=kind)
+        h, w = local_file.shape[:2]
+        for window in (Window(0, h, 0, w), Window(17, 300, 40, 90), Window(h - 1, h, w - 1, w), Window(5, 6, 0, w)):
+            s3.requests.clear()
+            got = remote_file.read(window)
+            assert s3.requests["GetObject"] == 1 and s3.requests["total"] == 1, dict(s3.requests)
+            assert got.tobytes() == local_file.read(window).tobytes()
+    # a small window never fetches the whole object
+    big = NpyTileFile(s3, tile.embeddings_key)
+    s3.requests.clear()
+    part = big.read(Window(10, 20, 0, 8))
+    assert part.shape == (10, 8, 128)
+    assert s3.requests["total"] == 1
+    assert tile.embeddings.size > 20 * big.shape[1] * 128 * 4
+
+
+def test_landmask_window_from_s3_matches_local(uploaded, faulty_archive, aws_env):
+    server, bucket, prefix = uploaded
+    s3 = S3Storage(bucket, prefix, _options(server))
+    archive = open_archive(s3.url, _options(server))
+    corrupt = {f.path for f in faulty_archive.faults if f.fault == "corrupt-landmask"}
+    key = next(o.key for o in archive.landmasks.values() if o.key not in corrupt)
+    w = Window(100, 400, 3, 50)
+    remote = read_landmask(s3, key, w)
+    assert np.array_equal(remote, read_landmask(LocalStorage(faulty_archive.root), key, w))
+    assert remote.shape == (300, 47) and remote.dtype == np.uint8
+
+
+def test_inventory_never_writes_to_the_source_bucket(uploaded):
+    server, bucket, prefix = uploaded
+    client = server.client()
+
+    def listing():
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [(o["Key"], o["Size"], o["ETag"]) for p in pages for o in p.get("Contents", [])]
+
+    before = listing()
+    r = _cli(server, "inventory", server.url(bucket, prefix), "--endpoint-url", server.endpoint_url,
+             "--path-style", "--verify-hashes", "--out", "-", "--no-progress")
+    assert r.returncode == 1
+    assert listing() == before
+
+
+def test_missing_bucket_and_prefix_are_clear_usage_errors(uploaded):
+    server, bucket, _ = uploaded
+    r = _cli(server, "inventory", server.url("no-such-bucket-xyz", "a"), "--endpoint-url", server.endpoint_url,
+             "--path-style", "--out", "-")
+    assert r.returncode == 2
+    assert "no-such-bucket-xyz" in r.stderr and "does not exist" in r.stderr
+    r = _cli(server, "inventory", server.url(bucket, "empty/prefix"), "--endpoint-url", server.endpoint_url,
+             "--path-style", "--out", "-")
+    assert r.returncode == 2 and "no such archive, or it is empty" in r.stderr
+
+
+def test_wrong_credentials_exit_2_on_rgw(rgw_server, faulty_archive):
+    env = rgw_server.env()
+    env["AWS_SECRET_ACCESS_KEY"] = "wrong-secret-key-0000000000000000000000"
+    bucket = rgw_server.new_bucket("cred")
+    r = subprocess.run([sys.executable, "-m", "transcode", "inventory", rgw_server.url(bucket, "x"),
+                        "--endpoint-url", rgw_server.endpoint_url, "--path-style", "--out", "-"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "access denied" in r.stderr and bucket in r.stderr

@@ -1,0 +1,375 @@
+"""One small interface over local paths and s3:// URLs: sorted listing, stat, ranged and atomic I/O."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat as stat_mod
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from transcode.errors import StorageError
+
+READ_BLOCK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object (file) as a listing sees it; key is relative to the storage root, '/'-separated."""
+
+    key: str
+    size: int
+    etag: str | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach an S3-compatible endpoint; credentials come from the usual AWS sources."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    anonymous: bool = False
+    path_style: bool = False
+
+
+class Storage(ABC):
+    """A root (local directory or bucket prefix) holding objects addressed by relative keys."""
+
+    url: str
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, recursively, in UTF-8 binary key order (streamed)."""
+
+    @abstractmethod
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        """Names of the immediate sub-directories (common prefixes) under `prefix`, sorted."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size (and ETag or mtime) of one object; StorageError if it does not exist."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """`length` bytes from offset `start` (fewer only if the object ends first), in one request."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A sequential binary stream of the whole object, for hashing and copying."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write a whole object atomically: readers see the old object or the new one, never a part."""
+
+    def read(self, key: str) -> bytes:
+        """The whole object."""
+        with self.open(key) as f:
+            return f.read()
+
+    def exists(self, key: str) -> bool:
+        """True if the object exists."""
+        try:
+            self.stat(key)
+        except StorageError:
+            return False
+        return True
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's path on a local file system, or None when it is remote."""
+        return None
+
+    def child(self, prefix: str) -> "Storage":
+        """The same storage rooted at `prefix` below this root."""
+        raise NotImplementedError
+
+    def describe(self, key: str = "") -> str:
+        """A human-readable location for messages: the URL of a key."""
+        return join_key(self.url.rstrip("/"), key) if key else self.url
+
+
+def join_key(*parts: str) -> str:
+    """Join key parts with single slashes, ignoring empty parts."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+class LocalStorage(Storage):
+    """A directory tree on a POSIX file system."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not base.exists():
+            return
+        if not base.is_dir():
+            raise StorageError(str(base), "is not a directory")
+        start = prefix.strip("/")
+        yield from self._walk(base, start)
+
+    def _walk(self, directory: Path, rel: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as e:
+            raise StorageError(str(directory), f"cannot list: {e.strerror or e}") from e
+        # sort as full keys would sort: a directory 'a' sorts as 'a/' so 'a-b' < 'a/x'
+        decorated = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            name = entry.name + ("/" if is_dir else "")
+            decorated.append((name.encode("utf-8", "surrogateescape"), entry, is_dir))
+        decorated.sort(key=lambda t: t[0])
+        for _, entry, is_dir in decorated:
+            key = f"{rel}/{entry.name}" if rel else entry.name
+            if is_dir:
+                yield from self._walk(Path(entry.path), key)
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # vanished or dangling link
+            if stat_mod.S_ISREG(st.st_mode):
+                yield ObjectInfo(key, st.st_size, None, st.st_mtime)
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix.strip("/"))
+        try:
+            return sorted((e.name for e in os.scandir(base) if e.is_dir()), key=lambda n: n.encode())
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StorageError(str(base), f"cannot list: {e.strerror or e}") from e
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError as e:
+            raise StorageError(str(path), "no such file") from e
+        except OSError as e:
+            raise StorageError(str(path), f"cannot stat: {e.strerror or e}") from e
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise StorageError(str(path), "is not a regular file")
+        return ObjectInfo(key, st.st_size, None, st.st_mtime)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except OSError as e:
+            raise StorageError(str(path), f"cannot read: {e.strerror or e}") from e
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")
+        except OSError as e:
+            raise StorageError(str(path), f"cannot open: {e.strerror or e}") from e
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def child(self, prefix: str) -> "LocalStorage":
+        return LocalStorage(self._path(prefix.strip("/")))
+
+    def describe(self, key: str = "") -> str:
+        return str(self._path(key))
+
+
+class S3Storage(Storage):
+    """A prefix in an S3 bucket (AWS, Ceph RGW or any S3-compatible endpoint), through boto3."""
+
+    def __init__(self, bucket: str, prefix: str = "", options: S3Options | None = None, client=None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.options = options or S3Options()
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._client = client if client is not None else self._make_client()
+        if client is None:
+            self._client.meta.events.register("before-send.s3", self._count)
+
+    def _make_client(self):
+        import boto3
+        import botocore
+        from botocore.config import Config
+
+        o = self.options
+        cfg = Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"mode": "standard", "max_attempts": 8},
+            max_pool_connections=32,
+            s3={"addressing_style": "path" if o.path_style else "auto"},
+            signature_version=botocore.UNSIGNED if o.anonymous else None,
+        )
+        try:
+            session = boto3.session.Session(profile_name=o.profile) if o.profile else boto3.session.Session()
+        except Exception as e:  # botocore.exceptions.ProfileNotFound and friends
+            raise StorageError(self.url, f"cannot set up credentials: {e}") from e
+        return session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region, config=cfg)
+
+    def _count(self, event_name: str = "", **kwargs) -> None:
+        # one call per HTTP request actually sent, retries included
+        op = event_name.rsplit(".", 1)[-1] or "request"
+        with self._lock:
+            self.requests[op] += 1
+            self.requests["total"] += 1
+
+    def _key(self, key: str) -> str:
+        return join_key(self.prefix, key)
+
+    def _error(self, key: str, exc: Exception) -> StorageError:
+        where = f"s3://{self.bucket}/{self._key(key)}"
+        resp = getattr(exc, "response", None)
+        if resp:
+            err = resp.get("Error", {})
+            code = err.get("Code", "")
+            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            msg = err.get("Message") or ""
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return StorageError(where, "no such object")
+            if code == "NoSuchBucket":
+                return StorageError(where, f"bucket {self.bucket!r} does not exist")
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+                return StorageError(where, f"access denied ({code}): check credentials, profile and endpoint")
+            return StorageError(where, f"S3 error {code or status}: {msg}".rstrip(": "))
+        return StorageError(where, f"{type(exc).__name__}: {exc}")
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        full = self._key(prefix)
+        if full and not full.endswith("/"):
+            full += "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][strip:]
+                    if not key or key.endswith("/"):
+                        continue  # directory marker objects
+                    yield ObjectInfo(key, int(obj["Size"]), obj.get("ETag", "").strip('"') or None,
+                                     obj["LastModified"].timestamp() if obj.get("LastModified") else None)
+        except Exception as e:
+            raise self._error(prefix, e) from e
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix)
+        full = full + "/" if full else ""
+        names: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, Delimiter="/")
+            for page in pages:
+                names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        except Exception as e:
+            raise self._error(prefix, e) from e
+        return sorted(names, key=lambda n: n.encode())
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            r = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise self._error(key, e) from e
+        return ObjectInfo(key, int(r["ContentLength"]), r.get("ETag", "").strip('"') or None,
+                          r["LastModified"].timestamp() if r.get("LastModified") else None)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}")
+            return r["Body"].read()
+        except Exception as e:
+            resp = getattr(e, "response", None)
+            if resp and resp.get("Error", {}).get("Code") == "InvalidRange":
+                return b""
+            raise self._error(key, e) from e
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise self._error(key, e) from e
+        return _StreamingBody(r["Body"])
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as e:
+            raise self._error(key, e) from e
+
+    def child(self, prefix: str) -> "S3Storage":
+        return S3Storage(self.bucket, self._key(prefix), self.options, client=self._client)._share(self)
+
+    def _share(self, parent: "S3Storage") -> "S3Storage":
+        self.requests = parent.requests
+        self._lock = parent._lock
+        return self
+
+
+class _StreamingBody(io.RawIOBase):
+    """Adapt botocore's StreamingBody to a closeable binary file object."""
+
+    def __init__(self, body) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._body.read() if size is None or size < 0 else self._body.read(size)
+
+    def readinto(self, b) -> int:
+        data = self._body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def open_storage(url: str | os.PathLike[str], options: S3Options | None = None) -> Storage:
+    """Open a local path or an `s3://bucket/prefix` URL as a Storage."""
+    text = os.fspath(url)
+    if text.startswith("s3://"):
+        rest = text[5:]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise StorageError(text, "an S3 URL needs a bucket: s3://bucket/prefix")
+        return S3Storage(bucket, prefix, options)
+    if "://" in text:
+        raise StorageError(text, "unsupported URL scheme (use a local path or s3://bucket/prefix)")
+    return LocalStorage(text)
