@@ -94,6 +94,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_s3_options(inv)
     inv.set_defaults(func=cmd_inventory)
 
+    pl = sub.add_parser(
+        "plan",
+        help="show zones, shards, tiles, input bytes and work units of a conversion",
+        description="Place every usable tile of a legacy archive in its UTM zone grid (FORMATS.md §1.4) and "
+        "group the tile windows by shard. Nothing is written.",
+    )
+    pl.add_argument("source", metavar="SOURCE", help="archive root: a directory or s3://bucket/prefix")
+    _add_selection_options(pl)
+    _add_layout_options(pl)
+    pl.add_argument("--inventory", metavar="PATH", help="reuse a Parquet inventory instead of listing SOURCE")
+    pl.add_argument("--units", action="store_true", help="list every work unit (shard and its tiles)")
+    _add_output_options(pl)
+    add_s3_options(pl)
+    pl.set_defaults(func=cmd_plan)
+
+    cv = sub.add_parser(
+        "convert",
+        help="transcode a legacy archive into a sharded Zarr v3 store",
+        description="Write the store of FORMATS.md §2 (local directory or s3://bucket/prefix): every shard whole, "
+        "once, from all tiles that overlap it, visible only when complete. Re-running resumes (finished shards "
+        "are not redone) and picks up tiles added to the source. The source is never modified.",
+    )
+    cv.add_argument("source", metavar="SOURCE", help="archive root: a directory or s3://bucket/prefix")
+    cv.add_argument("store", metavar="STORE", help="store root: a directory or s3://bucket/prefix")
+    _add_convert_options(cv)
+    cv.set_defaults(func=cmd_convert)
+
+    ex = sub.add_parser(
+        "extend",
+        help="append years to a store's time axis and convert them",
+        description="Append later years to the time axis (a metadata resize; existing shards are untouched) and "
+        "convert those years from the source recorded in the store (or --source). Prepending is refused.",
+    )
+    ex.add_argument("store", metavar="STORE", help="store root: a directory or s3://bucket/prefix")
+    ex.add_argument("--source", metavar="SOURCE", help="archive root (default: the one recorded in the store)")
+    _add_convert_options(ex, years_required=True)
+    ex.set_defaults(func=cmd_extend)
+
     demo = sub.add_parser(
         "demo",
         help="generate a small synthetic archive and run the toolkit on it",
@@ -115,6 +153,72 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {n}")
     return n
+
+
+def parse_zones(text: str) -> list[int]:
+    """'30,31' or 'utm30,utm31' -> [30, 31]."""
+    try:
+        zones = sorted({int(z.strip().lower().removeprefix("utm")) for z in text.split(",") if z.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a zone list like 30,31: {text!r}") from None
+    if not zones or any(not 1 <= z <= 60 for z in zones):
+        raise argparse.ArgumentTypeError(f"UTM zones are 1..60: {text!r}")
+    return zones
+
+
+def parse_size2(text: str) -> tuple[int, int]:
+    """'4096' or '4096x2048' -> (4096, 4096) / (4096, 2048)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size like 4096 or 4096x4096: {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"not a size like 4096 or 4096x4096: {text!r}")
+    return parts[0], parts[1]
+
+
+def _add_selection_options(p: argparse.ArgumentParser, years_required: bool = False) -> None:
+    p.add_argument("--years", type=parse_years, metavar="LIST", required=years_required,
+                   help="only these years, e.g. 2017-2020,2024")
+    p.add_argument("--zones", type=parse_zones, metavar="LIST", help="only these UTM zones, e.g. 30,31")
+
+
+def _add_layout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard-size", type=parse_size2, default=(4096, 4096), metavar="HxW",
+                   help="shard size in pixels (default 4096)")
+    p.add_argument("--chunk-size", type=parse_size2, default=(32, 32), metavar="HxW",
+                   help="inner chunk size in pixels (default 32)")
+
+
+def _add_convert_options(p: argparse.ArgumentParser, years_required: bool = False) -> None:
+    _add_selection_options(p, years_required)
+    _add_layout_options(p)
+    p.add_argument("--codec", action="append", metavar="[ARRAY=]SPEC",
+                   help="codec for embeddings and/or scales, e.g. embeddings=blosc:zstd:3:bit, scales=zstd:5 "
+                   "(default blosc:zstd:3 for both; repeatable)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="local worker processes (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster (tcp://host:8786)")
+    p.add_argument("--part-size", type=_positive_int, default=64, metavar="MiB",
+                   help="S3 multipart part size in MiB, fixed and recorded (default 64)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad tile instead of skipping it")
+    p.add_argument("--inventory", metavar="PATH", help="reuse a Parquet inventory instead of listing SOURCE")
+    _add_output_options(p)
+    add_s3_options(p, "source-", "source")
+    add_s3_options(p, "store-", "store")
+
+
+def _convert_options(args: argparse.Namespace):
+    from transcode.codecs import parse_codec_options
+    from transcode.convert import ConvertOptions
+
+    return ConvertOptions(
+        years=args.years, zones=args.zones, workers=args.workers, scheduler=args.scheduler,
+        shard=args.shard_size, chunk=args.chunk_size, codecs=parse_codec_options(args.codec),
+        part_size=args.part_size * 1024 * 1024, strict=args.strict, progress=_progress(args),
+        inventory=args.inventory, source_options=s3_options(args, "source-"), store_options=s3_options(args, "store-"),
+    )
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -156,6 +260,84 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     else:
         _print_inventory(inv, out)
     return EXIT_OK if inv.clean else EXIT_PROBLEMS
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """`plan SOURCE`."""
+    from transcode.convert import ConvertOptions, load_inventory
+    from transcode.plan import make_plan
+
+    if args.shard_size[0] % args.chunk_size[0] or args.shard_size[1] % args.chunk_size[1]:
+        raise UsageError("--shard-size", f"{args.shard_size} is not a multiple of --chunk-size {args.chunk_size}")
+    opts = ConvertOptions(inventory=args.inventory, source_options=s3_options(args), progress=_progress(args))
+    inv = load_inventory(args.source, opts)
+    plan = make_plan(inv, years=args.years, zones=args.zones, shard=args.shard_size, chunk=args.chunk_size)
+    doc = plan.summary()
+    if not args.units and not args.json:
+        doc.pop("units")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK if not plan.skipped and not plan.clipped else EXIT_PROBLEMS
+    print(f"time       {plan.time[0]}..{plan.time[-1]}" if plan.time else "time       (empty)")
+    print(f"shards     {doc['shards']} of {plan.shard[0]}x{plan.shard[1]} px, chunks {plan.chunk[0]}x{plan.chunk[1]} px")
+    for zone, z in doc["zones"].items():
+        print(f"{zone}      EPSG:{z['epsg']} origin ({z['origin_x']:.0f}, {z['origin_y']:.0f}) {z['height']}x{z['width']} px, "
+              f"{z['shards']} shards, {z['tile_years']} tile-years")
+    print(f"tiles      {doc['tile_years']} tile-years, {_mb(doc['input_bytes'])} to read")
+    for p in plan.skipped + plan.clipped:
+        print(f"  {p.severity:7s} {p.kind:14s} {p.path}: {p.message}")
+    if args.units:
+        for u in doc["units"]:
+            print(f"  {u['shard']}: {', '.join(u['tiles'])}")
+    return EXIT_OK if not plan.skipped and not plan.clipped else EXIT_PROBLEMS
+
+
+def _check_shape(args: argparse.Namespace) -> None:
+    if args.shard_size[0] % args.chunk_size[0] or args.shard_size[1] % args.chunk_size[1]:
+        raise UsageError("--shard-size", f"{args.shard_size} is not a multiple of --chunk-size {args.chunk_size}")
+    if args.part_size < 5:
+        raise UsageError("--part-size", "S3 multipart parts must be at least 5 MiB")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """`convert SOURCE STORE`."""
+    from transcode.convert import convert
+
+    _check_shape(args)
+    if _inside(Path(args.store), args.source) and not args.store.startswith("s3://"):
+        raise UsageError(args.store, "the store would be written inside the source archive; choose another place")
+    report = convert(args.source, args.store, _convert_options(args))
+    return _print_convert(args, report)
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    """`extend STORE --years ...`."""
+    from transcode.convert import extend
+
+    _check_shape(args)
+    report = extend(args.store, args.years, _convert_options(args), source=args.source)
+    return _print_convert(args, report)
+
+
+def _print_convert(args: argparse.Namespace, report) -> int:
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        if report.nothing_to_do:
+            print(f"store      {report.store} is complete and current: nothing to do")
+        else:
+            rate = report.input_bytes / report.seconds / 1e6 if report.seconds else 0
+            print(f"store      {report.store}  (years {report.time[0]}..{report.time[-1]})")
+            print(f"shards     {report.shards_written} written, {report.shards_already_done} already done, "
+                  f"{report.shards_planned} planned; {report.metadata_written} metadata objects written")
+            print(f"data       {_mb(report.input_bytes)} read, {_mb(report.output_bytes)} written, "
+                  f"{report.seconds:.1f} s, {rate:.1f} MB/s ({report.executor})")
+            print(f"manifest   {report.manifest}")
+        for p in report.skipped_tiles + report.clipped_tiles:
+            print(f"  {p.severity:7s} {p.kind:14s} {p.path}: {p.message}")
+        for f in report.failed:
+            print(f"  error   failed-shard   {f['shard']}: {f['error']}")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -73,9 +74,15 @@ def canonical_epsg(zone: int) -> int:
     return 32600 + zone
 
 
-@lru_cache(maxsize=256)
+_local = threading.local()
+
+
 def _to_utm(epsg: int) -> Transformer:
-    return Transformer.from_crs(4326, epsg, always_xy=True)
+    # pyproj transformers must not be shared between threads: keep one set per thread
+    cache = _local.__dict__.setdefault("transformers", {})
+    if epsg not in cache:
+        cache[epsg] = Transformer.from_crs(4326, epsg, always_xy=True)
+    return cache[epsg]
 
 
 @dataclass(frozen=True)
@@ -118,3 +125,50 @@ def footprint(tile: TileId) -> Footprint:
     height = round((origin_y - min(ys[0], ys[2])) / PIXEL_M)
     width = round((max(xs[2], xs[3]) - origin_x) / PIXEL_M)
     return Footprint(epsg, utm_zone(lon), origin_x, origin_y, height, width)
+
+
+@dataclass(frozen=True)
+class ZoneGrid:
+    """A zone's pixel grid in its canonical CRS: top-left corner and shape, padded to whole shards."""
+
+    zone: int
+    origin_x: float
+    origin_y: float
+    height: int
+    width: int
+
+    @property
+    def epsg(self) -> int:
+        return canonical_epsg(self.zone)
+
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]:
+        return (PIXEL_M, 0.0, self.origin_x, 0.0, -PIXEL_M, self.origin_y)
+
+    def offset(self, fp: Footprint) -> tuple[int, int]:
+        """(row, col) of a tile's top-left pixel in this grid: floor, not round (FORMATS.md §1.4)."""
+        col = math.floor((fp.origin_x - self.origin_x) / PIXEL_M)
+        row = math.floor((self.origin_y - fp.canonical_origin_y) / PIXEL_M)
+        return row, col
+
+
+def zone_grid(zone: int, tiles: list[TileId], shard: tuple[int, int]) -> ZoneGrid:
+    """Union of the tiles' projected cells in the canonical CRS, outward to 10 m, padded to whole shards."""
+    if not tiles:
+        raise ValueError(f"zone {zone} has no tiles")
+    fps = [footprint(t) for t in tiles]
+    bad = [t.name for t, fp in zip(tiles, fps) if fp.zone != zone]
+    if bad:
+        raise ValueError(f"tiles not in zone {zone}: {', '.join(bad[:5])}")
+    min_x = min(fp.origin_x for fp in fps)
+    max_x = max(fp.origin_x + fp.width * PIXEL_M for fp in fps)
+    max_y = max(fp.canonical_origin_y for fp in fps)
+    min_y = min(fp.canonical_origin_y - fp.height * PIXEL_M for fp in fps)
+    origin_x = math.floor(min_x / PIXEL_M) * PIXEL_M
+    origin_y = math.ceil(max_y / PIXEL_M) * PIXEL_M
+    right = math.ceil(max_x / PIXEL_M) * PIXEL_M
+    bottom = math.floor(min_y / PIXEL_M) * PIXEL_M
+    width = round((right - origin_x) / PIXEL_M)
+    height = round((origin_y - bottom) / PIXEL_M)
+    sh, sw = shard
+    return ZoneGrid(zone, float(origin_x), float(origin_y), -(-height // sh) * sh, -(-width // sw) * sw)

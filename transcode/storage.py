@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import stat as stat_mod
@@ -14,9 +16,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import crc32c
+
 from transcode.errors import StorageError
 
 READ_BLOCK = 8 * 1024 * 1024
+DEFAULT_PART_SIZE = 64 * 1024 * 1024
+PARTIAL_SUFFIX = ".partial"
+
+
+class ObjectWriter(ABC):
+    """Streams one object; nothing is visible under its key until `commit()` returns."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.md5 = hashlib.md5()
+        self.crc = 0
+        self.parts: list[bytes] = []  # binary MD5 of each uploaded part (multipart ETag)
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append bytes."""
+        self.size += len(data)
+        self.md5.update(data)
+        self.crc = crc32c.crc32c(data, self.crc)
+        self._write(data)
+
+    @abstractmethod
+    def _write(self, data: bytes | memoryview) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the object visible, whole."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard everything written; the key is left as it was."""
+
+    @property
+    def etag(self) -> str:
+        """The S3 ETag this object has (single PUT: MD5; multipart: MD5 of part MD5s + '-N')."""
+        if len(self.parts) > 1:
+            return hashlib.md5(b"".join(self.parts)).hexdigest() + f"-{len(self.parts)}"
+        return self.md5.hexdigest()
+
+    def __enter__(self) -> "ObjectWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
 
 @dataclass(frozen=True)
@@ -68,6 +118,19 @@ class Storage(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
         """Write a whole object atomically: readers see the old object or the new one, never a part."""
+
+    @abstractmethod
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> "ObjectWriter":
+        """A streaming writer whose object appears only on `commit()` (temporary file + rename, or one
+        PUT / a completed multipart upload of `part_size` parts on S3)."""
+
+    def delete(self, key: str) -> None:
+        """Remove one object (used only on stores the toolkit writes, never on sources)."""
+        raise NotImplementedError
+
+    def discard_abandoned_writes(self) -> int:
+        """Remove what killed writers left behind (temporary files, unfinished multipart uploads); their count."""
+        return 0
 
     def read(self, key: str) -> bytes:
         """The whole object."""
@@ -197,6 +260,26 @@ class LocalStorage(Storage):
             tmp.unlink(missing_ok=True)
             raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
 
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
+        return _LocalWriter(self._path(key), part_size)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StorageError(str(self._path(key)), f"cannot delete: {e.strerror or e}") from e
+
+    def discard_abandoned_writes(self) -> int:
+        n = 0
+        for obj in self.list():
+            name = obj.key.rsplit("/", 1)[-1]
+            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                self.delete(obj.key)
+                n += 1
+        return n
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
@@ -205,6 +288,52 @@ class LocalStorage(Storage):
 
     def describe(self, key: str = "") -> str:
         return str(self._path(key))
+
+
+class _LocalWriter(ObjectWriter):
+    """Write to `.<name>.<random>.partial` beside the target, fsync, then rename over it."""
+
+    def __init__(self, path: Path, part_size: int) -> None:
+        super().__init__()
+        self.path = path
+        self.part_size = part_size
+        self._part = hashlib.md5()
+        self._in_part = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
+        self._f = open(self.tmp, "wb")
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._f.write(data)
+        # track the part MD5s an S3 upload with the same part size would have
+        view = memoryview(data)
+        while len(view):
+            take = min(len(view), self.part_size - self._in_part)
+            self._part.update(view[:take])
+            self._in_part += take
+            view = view[take:]
+            if self._in_part == self.part_size:
+                self.parts.append(self._part.digest())
+                self._part, self._in_part = hashlib.md5(), 0
+
+    def commit(self) -> None:
+        if self._in_part or not self.parts:
+            self.parts.append(self._part.digest())
+        if len(self.parts) == 1:
+            self.parts = []  # below one part size: a single PUT
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise StorageError(str(self.path), f"cannot write: {e.strerror or e}") from e
+
+    def abort(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 class S3Storage(Storage):
@@ -330,6 +459,30 @@ class S3Storage(Storage):
         except Exception as e:
             raise self._error(key, e) from e
 
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
+        if part_size < 5 * 1024 * 1024:
+            raise StorageError(self.describe(key), f"S3 multipart parts must be at least 5 MiB, not {part_size}")
+        return _S3Writer(self, key, part_size)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise self._error(key, e) from e
+
+    def discard_abandoned_writes(self) -> int:
+        n = 0
+        prefix = self._key("") + "/" if self.prefix else ""
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                    n += 1
+        except Exception as e:
+            raise self._error("", e) from e
+        return n
+
     def child(self, prefix: str) -> "S3Storage":
         return S3Storage(self.bucket, self._key(prefix), self.options, client=self._client)._share(self)
 
@@ -337,6 +490,73 @@ class S3Storage(Storage):
         self.requests = parent.requests
         self._lock = parent._lock
         return self
+
+
+class _S3Writer(ObjectWriter):
+    """One PUT when the object fits in one part; otherwise a multipart upload of fixed-size parts,
+    visible only once completed (an aborted upload leaves nothing)."""
+
+    def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
+        super().__init__()
+        self.s = storage
+        self.key = key
+        self.full = storage._key(key)
+        self.part_size = part_size
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._done: list[dict] = []
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._buf += data
+        while len(self._buf) >= self.part_size:
+            part = bytes(self._buf[: self.part_size])
+            del self._buf[: self.part_size]
+            self._upload(part)
+
+    def _upload(self, part: bytes) -> None:
+        c = self.s._client
+        try:
+            if self._upload_id is None:
+                self._upload_id = c.create_multipart_upload(Bucket=self.s.bucket, Key=self.full)["UploadId"]
+            digest = hashlib.md5(part).digest()
+            n = len(self._done) + 1
+            r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id, PartNumber=n, Body=part,
+                              ContentMD5=base64.b64encode(digest).decode())
+        except Exception as e:
+            self.abort()
+            raise self.s._error(self.key, e) from e
+        self.parts.append(digest)
+        self._done.append({"PartNumber": n, "ETag": r["ETag"]})
+
+    def commit(self) -> None:
+        c = self.s._client
+        if self._upload_id is None:
+            body = bytes(self._buf)
+            try:
+                c.put_object(Bucket=self.s.bucket, Key=self.full, Body=body,
+                             ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode())
+            except Exception as e:
+                raise self.s._error(self.key, e) from e
+            self._buf = bytearray()
+            return
+        if self._buf:
+            self._upload(bytes(self._buf))
+            self._buf = bytearray()
+        try:
+            c.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
+                                        MultipartUpload={"Parts": self._done})
+        except Exception as e:
+            self.abort()
+            raise self.s._error(self.key, e) from e
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            try:
+                self.s._client.abort_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id)
+            except Exception:
+                pass  # the upload may already be gone; nothing became visible either way
+            self._upload_id = None
+        self._buf = bytearray()
 
 
 class _StreamingBody(io.RawIOBase):

@@ -1,0 +1,239 @@
+"""Run a plan: write metadata, build every pending shard on an executor, journal each one, write the manifest.
+Resumable after a kill at any moment; incremental when tiles are added; deterministic bytes."""
+
+from __future__ import annotations
+
+import json
+import time as clock
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from transcode import __version__
+from transcode.codecs import CodecSpec, parse_codec_options
+from transcode.errors import ArchiveError, StoreError, UsageError
+from transcode.executors import Job, make_executor, run_task
+from transcode.journal import entry_key, list_entries, read_entries, write_entry
+from transcode.legacy.archive import open_archive
+from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
+from transcode.legacy.problems import Problem
+from transcode.manifest import MANIFEST_KEY, manifest_bytes, record_for_bytes
+from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
+from transcode.shardbuild import EncodeSettings, ObjectRecord
+from transcode.storage import DEFAULT_PART_SIZE, S3Options, Storage, StorageError, open_storage
+from transcode.store import SETTINGS_KEY, build_metadata, read_settings, read_zone_grids
+
+
+class StrictError(ArchiveError):
+    """A bad tile under --strict: stop before writing anything more."""
+
+    exit_code = 1
+
+
+@dataclass
+class ConvertOptions:
+    """How to convert (defaults: FORMATS.md §2)."""
+
+    years: list[int] | None = None
+    zones: list[int] | None = None
+    workers: int = 1
+    scheduler: Any = None
+    shard: tuple[int, int] = DEFAULT_SHARD
+    chunk: tuple[int, int] = DEFAULT_CHUNK
+    codecs: dict[str, CodecSpec] = field(default_factory=lambda: parse_codec_options(None))
+    part_size: int = DEFAULT_PART_SIZE
+    strict: bool = False
+    progress: bool = False
+    inventory: str | None = None
+    source_options: S3Options = field(default_factory=S3Options)
+    store_options: S3Options = field(default_factory=S3Options)
+
+    def settings(self) -> EncodeSettings:
+        return EncodeSettings(tuple(self.shard), tuple(self.chunk), dict(self.codecs), self.part_size)
+
+
+@dataclass
+class ConvertReport:
+    """What a conversion did."""
+
+    source: str
+    store: str
+    time: list[int]
+    shards_planned: int
+    shards_written: int
+    shards_already_done: int
+    metadata_written: int
+    input_bytes: int
+    output_bytes: int
+    seconds: float
+    executor: str
+    skipped_tiles: list[Problem]
+    clipped_tiles: list[Problem]
+    failed: list[dict]
+    nothing_to_do: bool
+    manifest: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped_tiles
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["skipped_tiles"] = [p.to_dict() for p in self.skipped_tiles]
+        d["clipped_tiles"] = [p.to_dict() for p in self.clipped_tiles]
+        d["throughput_mb_s"] = (self.input_bytes / self.seconds / 1e6) if self.seconds > 0 else None
+        return d
+
+
+def load_inventory(source: str, options: ConvertOptions) -> Inventory:
+    """The source's inventory: from `options.inventory` if given, else by listing the archive now."""
+    if options.inventory:
+        return read_inventory(options.inventory)
+    archive = open_archive(source, options.source_options)
+    return build_inventory(archive, workers=8, progress=options.progress)
+
+
+def settings_document(plan: Plan, settings: EncodeSettings, source: str) -> dict:
+    """The sidecar that lets a later run resume, extend or refuse incompatible settings."""
+    return {"tool": "tessera-transcode", "version": __version__, "source": source, "time": plan.time,
+            "encoding": settings.fingerprint(), "part_size": settings.part_size,
+            "codecs": {a: c.text for a, c in settings.codecs.items()}}
+
+
+def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) -> None:
+    if existing.get("encoding") != settings.fingerprint():
+        raise UsageError(store.describe(SETTINGS_KEY),
+                         f"the store was written with other shard/chunk/codec settings ({json.dumps(existing.get('encoding'))}); "
+                         "use the same settings or a new store")
+
+
+def _write_metadata(store: Storage, docs: dict[str, bytes]) -> int:
+    """Write the metadata objects that differ from what is there; the root zarr.json last. Returns the count."""
+    written = 0
+    for key in sorted(docs, key=lambda k: (k == "zarr.json", k)):
+        try:
+            if store.read(key) == docs[key]:
+                continue
+        except StorageError:
+            pass
+        store.put(key, docs[key])
+        written += 1
+    return written
+
+
+def convert(source: str, store_url: str, options: ConvertOptions | None = None, *,
+            time_axis: list[int] | None = None, inventory: Inventory | None = None) -> ConvertReport:
+    """Convert a legacy archive into (or onward into) a Zarr v3 store."""
+    options = options or ConvertOptions()
+    t0 = clock.perf_counter()
+    settings = options.settings()
+    inv = inventory or load_inventory(source, options)
+    store = open_storage(store_url, options.store_options)
+    existing = read_settings(store)
+    grids = read_zone_grids(store)
+    time_axis = time_axis or (existing or {}).get("time")
+    if existing is not None:
+        _check_compatible(store, existing, settings)
+    if time_axis and options.years:
+        outside = [y for y in options.years if y not in time_axis]
+        if outside:
+            raise UsageError(store.describe(),
+                             f"years {outside} are outside the store's time axis {time_axis[0]}..{time_axis[-1]}; "
+                             "append later years with `tessera-transcode extend`")
+    plan = make_plan(inv, years=options.years, zones=options.zones, shard=settings.shard, chunk=settings.chunk,
+                     time=time_axis, grids=grids)
+    if options.strict and (plan.skipped or plan.clipped):
+        first = (plan.skipped + plan.clipped)[0]
+        raise StrictError(first.path, f"{first.kind} ({first.tile} {first.year}): {first.message} [--strict]")
+    if not plan.time or not plan.grids:
+        raise UsageError(source, "no usable tiles to convert for the requested years and zones")
+
+    store.discard_abandoned_writes()
+    docs = build_metadata(plan.grids, plan.time, settings, build_version=__version__)
+    sidecar = json.dumps(settings_document(plan, settings, source), indent=1, sort_keys=True).encode()
+    if existing != json.loads(sidecar):
+        store.put(SETTINGS_KEY, sidecar)
+    meta_written = _write_metadata(store, docs)
+
+    fp_settings = settings.fingerprint()
+    fingerprints = {t.name: t.fingerprint(fp_settings) for t in plan.tasks}
+    entries = list_entries(store)
+    todo = [t for t in plan.tasks if entry_key(t, fingerprints[t.name]) not in entries.get(t.name, {})]
+    done_before = len(plan.tasks) - len(todo)
+    nothing = not todo and meta_written == 0 and store.exists(MANIFEST_KEY)
+
+    failed: list[dict] = []
+    written = in_bytes = out_bytes = 0
+    executor = make_executor(options.workers, options.scheduler)
+    job = Job(source, options.source_options, store_url, options.store_options, settings)
+    by_name = {t.name: t for t in todo}
+    bar = tqdm(total=len(todo), unit="shard", desc="convert", disable=not options.progress)
+    try:
+        for result in executor.run(_safe_task, todo, job):
+            task = by_name[result["task"]]
+            if "error" in result:
+                failed.append({"shard": task.name, "error": result["error"]})
+                if options.strict:
+                    raise StrictError(task.name, result["error"] + " [--strict]")
+                bar.update(1)
+                continue
+            objects = [ObjectRecord(**o) for o in result["objects"]]
+            write_entry(store, task, fingerprints[task.name], objects)
+            for stale in entries.get(task.name, {}):
+                store.delete(stale)
+            written += 1
+            in_bytes += result["input_bytes"]
+            out_bytes += sum(o.size for o in objects)
+            elapsed = max(clock.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{in_bytes / elapsed / 1e6:.1f} MB/s in")
+            bar.update(1)
+    finally:
+        bar.close()
+        executor.close()
+
+    manifest_written = False
+    if not nothing:
+        records = [record_for_bytes(k, v, settings.part_size) for k, v in docs.items()]
+        current = list_entries(store)
+        keys = [k for task_entries in current.values() for k in task_entries]
+        for objs in read_entries(store, keys).values():
+            records += objs
+        store.put(MANIFEST_KEY, manifest_bytes(records))
+        manifest_written = True
+    return ConvertReport(
+        source=source, store=store.describe(), time=plan.time, shards_planned=len(plan.tasks),
+        shards_written=written, shards_already_done=done_before, metadata_written=meta_written,
+        input_bytes=in_bytes, output_bytes=out_bytes, seconds=clock.perf_counter() - t0, executor=executor.name,
+        skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed, nothing_to_do=nothing,
+        manifest=store.describe(MANIFEST_KEY) if manifest_written or nothing else "",
+    )
+
+
+def _safe_task(task, job: Job) -> dict:
+    """Run one task, turning a bad tile found while reading into a reported failure instead of a crash."""
+    try:
+        return {"task": task.name, **run_task(task, job).to_dict()}
+    except (ArchiveError, StoreError, StorageError) as e:
+        return {"task": task.name, "error": str(e)}
+
+
+def extend(store_url: str, years: list[int], options: ConvertOptions | None = None, *,
+           source: str | None = None) -> ConvertReport:
+    """Append years to a store's time axis (a metadata resize) and convert them from the source."""
+    options = options or ConvertOptions()
+    store = open_storage(store_url, options.store_options)
+    existing = read_settings(store)
+    if existing is None:
+        raise StoreError(store.describe(), "not a store written by tessera-transcode (no .tessera/convert.json)")
+    time_axis = existing["time"]
+    early = sorted(y for y in years if y < time_axis[0])
+    if early:
+        raise UsageError(store.describe(), f"cannot prepend {early} before {time_axis[0]}: every existing shard's time "
+                         "index would change, which means rewriting the whole store; convert into a new store instead")
+    new_axis = list(range(time_axis[0], max(max(years), time_axis[-1]) + 1))
+    src = source or existing.get("source")
+    if not src:
+        raise UsageError(store.describe(), "no source recorded; give --source")
+    options.years = sorted(set(years))
+    return convert(src, store_url, options, time_axis=new_axis)

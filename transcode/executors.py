@@ -1,0 +1,123 @@
+"""Run shard tasks: inline, on a local process pool, or on a Dask distributed cluster, behind one interface."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from transcode.plan import ShardTask
+from transcode.shardbuild import EncodeSettings, ShardResult, build_shard
+from transcode.storage import S3Options, Storage, open_storage
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task needs besides its shard: where to read, where to write, how to encode."""
+
+    source_url: str
+    source_options: S3Options
+    store_url: str
+    store_options: S3Options
+    settings: EncodeSettings
+
+
+_STORAGES: dict[tuple, Storage] = {}
+
+
+def _storage(url: str, options: S3Options) -> Storage:
+    key = (url, options)
+    if key not in _STORAGES:  # one client per process, reused by every task it runs
+        _STORAGES[key] = open_storage(url, options)
+    return _STORAGES[key]
+
+
+def run_task(task: ShardTask, job: Job) -> ShardResult:
+    """Build one shard; the function every executor runs (importable by worker processes)."""
+    import numcodecs
+
+    numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers, not from blosc threads
+    return build_shard(task, job.settings, _storage(job.source_url, job.source_options),
+                       _storage(job.store_url, job.store_options))
+
+
+class Executor:
+    """Runs `fn(task, job)` for many tasks and yields results as they finish (bounded in flight)."""
+
+    name = "inline"
+
+    def run(self, fn: Callable[[ShardTask, Job], Any], tasks: Sequence[ShardTask], job: Job) -> Iterator[Any]:
+        for t in tasks:
+            yield fn(t, job)
+
+    def close(self) -> None:
+        """Release workers."""
+
+
+class ProcessExecutor(Executor):
+    """A local pool of worker processes (spawned, so no client or lock is inherited across fork)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def run(self, fn, tasks, job):
+        pending = set()
+        it = iter(tasks)
+        for t in it:  # keep at most 2 tasks per worker in flight: memory stays bounded
+            pending.add(self.pool.submit(fn, t, job))
+            if len(pending) >= 2 * self.workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.add(self.pool.submit(fn, nxt, job))
+                yield f.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask distributed cluster; one shard per task."""
+
+    name = "dask"
+
+    def __init__(self, address_or_client: Any) -> None:
+        from distributed import Client
+
+        if isinstance(address_or_client, Client):
+            self.client, self._own = address_or_client, False
+        else:
+            self.client, self._own = Client(address_or_client), True
+
+    def run(self, fn, tasks, job):
+        from distributed import as_completed
+
+        job_future = self.client.scatter(job, broadcast=True)
+        futures = [self.client.submit(fn, t, job_future, pure=False, key=f"shard-{t.name}-{id(t)}") for t in tasks]
+        try:
+            for f in as_completed(futures):
+                yield f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+def make_executor(workers: int = 1, scheduler: Any = None) -> Executor:
+    """Dask when a scheduler address (or Client) is given, else processes for workers > 1, else inline."""
+    if scheduler is not None:
+        return DaskExecutor(scheduler)
+    if workers > 1:
+        return ProcessExecutor(workers)
+    return Executor()

@@ -1,0 +1,170 @@
+"""Build one shard pair (embeddings + scales) from its tiles: read windows band by band, apply the scale
+sentinels, and stream the inner chunks through the shard writers into the store."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from transcode.codecs import CodecSpec
+from transcode.errors import ArchiveError
+from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
+from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
+from transcode.plan import Placement, ShardTask
+from transcode.shardwriter import ShardWriter
+from transcode.storage import DEFAULT_PART_SIZE, ObjectWriter, Storage
+
+EMB_FILL = 0
+SCALE_FILL = np.float32(np.inf)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Everything that decides a shard's bytes, plus how it is uploaded."""
+
+    shard: tuple[int, int]
+    chunk: tuple[int, int]
+    codecs: dict[str, CodecSpec]
+    part_size: int = DEFAULT_PART_SIZE
+    band_rows: int = 64
+
+    def fingerprint(self) -> dict:
+        """The byte-deciding settings (not part size or band height), JSON-ready."""
+        return {"shard": list(self.shard), "chunk": list(self.chunk),
+                "embeddings": self.codecs["embeddings"].zarr_config(EMBEDDINGS_DTYPE),
+                "scales": self.codecs["scales"].zarr_config(SCALES_DTYPE)}
+
+
+@dataclass
+class ObjectRecord:
+    """One object written to the store, as the store manifest records it."""
+
+    key: str
+    size: int
+    md5: str
+    crc32c: str
+    etag: str
+    part_size: int
+
+    @classmethod
+    def from_writer(cls, key: str, w: ObjectWriter, part_size: int) -> "ObjectRecord":
+        return cls(key, w.size, w.md5.hexdigest(), f"{w.crc:08x}", w.etag, part_size)
+
+
+@dataclass
+class ShardResult:
+    """What building one shard produced."""
+
+    task: str
+    objects: list[ObjectRecord]
+    input_bytes: int
+    chunks: int
+    seconds: float
+    fingerprint: str = ""
+    placements: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tile_files(source: Storage, p: Placement) -> tuple[NpyTileFile, NpyTileFile]:
+    emb_h = NpyHeader((1, 0), EMBEDDINGS_DTYPE, False, (p.height, p.width, BANDS), p.embeddings_offset)
+    sc_h = NpyHeader((1, 0), SCALES_DTYPE, False, (p.height, p.width), p.scales_offset)
+    return (NpyTileFile(source, p.embeddings_key, emb_h, "embeddings"),
+            NpyTileFile(source, p.scales_key, sc_h, "scales"))
+
+
+def sanitize_scales(scales: np.ndarray, landmask: np.ndarray | None) -> np.ndarray:
+    """NaN for invalid scales (non-finite, <= 0, >= 1) and for water (landmask 0); in place."""
+    with np.errstate(invalid="ignore"):
+        bad = ~((scales > 0) & (scales < 1))  # NaN compares False, so NaN and ±inf are caught too
+    scales[bad] = np.nan
+    if landmask is not None:
+        h, w = min(landmask.shape[0], scales.shape[0]), min(landmask.shape[1], scales.shape[1])
+        water = landmask[:h, :w] == 0
+        scales[:h, :w][water] = np.nan
+    return scales
+
+
+def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, store: Storage) -> ShardResult:
+    """Write the task's embeddings and scales shards, each whole, committed only when complete."""
+    t0 = time.perf_counter()
+    sh, sw = settings.shard
+    ch, cw = settings.chunk
+    n_rows, n_cols = sh // ch, sw // cw
+    band = max(ch, settings.band_rows - settings.band_rows % ch)
+    r_base, c_base = task.shard_row * sh, task.shard_col * sw
+    files = {p: _tile_files(source, p) for p in task.placements}
+    masks: dict[Placement, np.ndarray | None] = {}
+    for p in task.placements:
+        if p.landmask_key is None:
+            masks[p] = None
+            continue
+        try:
+            masks[p] = read_landmask(source, p.landmask_key)
+        except ArchiveError:
+            masks[p] = None  # an unreadable landmask is reported by inventory; the tile counts as all land
+    emb_sink = store.open_writer(task.key("embeddings"), settings.part_size)
+    sc_sink = store.open_writer(task.key("scales"), settings.part_size)
+    emb_w = ShardWriter(emb_sink, n_rows * n_cols, settings.codecs["embeddings"].encoder(EMBEDDINGS_DTYPE))
+    sc_w = ShardWriter(sc_sink, n_rows * n_cols, settings.codecs["scales"].encoder(SCALES_DTYPE))
+    input_bytes = 0
+    try:
+        for r0 in range(0, sh, band):
+            r1 = min(sh, r0 + band)
+            hits = [(p, p.rows_in(r_base + r0, r_base + r1), p.cols_in(c_base, c_base + sw))
+                    for p in task.placements]  # canonical order: later tiles overwrite earlier ones
+            hits = [(p, rr, cc) for p, rr, cc in hits if rr is not None and cc is not None]
+            if not hits:
+                continue  # nothing here: every chunk of the band stays empty
+            # only the chunk columns the band's tiles touch are assembled
+            j0 = (min(cc[0] for _, _, cc in hits) - c_base) // cw
+            j1 = -(-(max(cc[1] for _, _, cc in hits) - c_base) // cw)
+            x0 = c_base + j0 * cw
+            rows, cols = r1 - r0, (j1 - j0) * cw
+            emb = np.zeros((rows, cols, BANDS), dtype=EMBEDDINGS_DTYPE)
+            sc = np.full((rows, cols), SCALE_FILL, dtype=SCALES_DTYPE)
+            for p, rr, cc in hits:
+                win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
+                e_file, s_file = files[p]
+                e = e_file.read(win)
+                s = s_file.read(win)
+                mask = masks[p]
+                sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
+                dst = (slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
+                emb[dst] = e
+                sc[dst] = s
+                input_bytes += e.nbytes + s.nbytes
+            _emit(emb, sc, r0 // ch, j0, n_cols, ch, cw, emb_w, sc_w)
+        emb_w.finish()
+        sc_w.finish()
+        emb_sink.commit()
+        sc_sink.commit()
+    except BaseException:
+        emb_sink.abort()
+        sc_sink.abort()
+        raise
+    objects = [ObjectRecord.from_writer(task.key("embeddings"), emb_sink, settings.part_size),
+               ObjectRecord.from_writer(task.key("scales"), sc_sink, settings.part_size)]
+    return ShardResult(task.name, objects, input_bytes, emb_w.chunks_written, time.perf_counter() - t0,
+                       placements=len(task.placements))
+
+
+def _emit(emb: np.ndarray, sc: np.ndarray, first_row: int, first_col: int, n_cols: int, ch: int, cw: int,
+          emb_w: ShardWriter, sc_w: ShardWriter) -> None:
+    """Cut a band into inner chunks (C order) and hand the non-empty ones to the writers."""
+    nr, nc = emb.shape[0] // ch, emb.shape[1] // cw
+    # (rows, cols, bands) -> (chunk row, chunk col, band, y, x): one copy, then each chunk is contiguous
+    emb_chunks = np.ascontiguousarray(emb.reshape(nr, ch, nc, cw, BANDS).transpose(0, 2, 4, 1, 3))
+    sc_chunks = np.ascontiguousarray(sc.reshape(nr, ch, nc, cw).transpose(0, 2, 1, 3))
+    empty = np.isposinf(sc_chunks).all(axis=(2, 3))
+    for i in range(nr):
+        for j in range(nc):
+            k = (first_row + i) * n_cols + first_col + j
+            if empty[i, j]:
+                continue
+            emb_w.add(k, emb_chunks[i, j])
+            sc_w.add(k, sc_chunks[i, j])
