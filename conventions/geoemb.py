@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from typing import Any
 
 from .declarations import require_declared
@@ -30,7 +32,7 @@ def build_geoemb_attributes(*, model_version: str, build_version: str, dimension
     attrs: dict[str, Any] = {
         "zarr_conventions": [conventions_entry("geoemb")],
         "geoemb:type": "pixel",
-        "geoemb:dimensions": dimensions,
+        "geoemb:dimensions": dimensions if isinstance(dimensions, bool) else operator.index(dimensions),
         "geoemb:model": MODEL_URL.format(version=model_version.strip()),
         "geoemb:source_data": list(SOURCE_DATA),
         "geoemb:data_type": data_type,
@@ -86,5 +88,3 @@ def _nodata(quantization: Any) -> list[Issue]:
         return [Issue(WARNING, "geoemb:quantization", f"geoemb:quantization/scale/nodata: {nodata!r} is not a "
                       "number (write e.g. '+inf' or 'nan')", where)]
     return []
-
-

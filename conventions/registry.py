@@ -36,10 +36,6 @@ class Convention:
     unresolvable: frozenset[str]  # known URLs that do not resolve (e.g. refs/tags/v1)
     prefix: str  # attribute key prefix ("geoemb:") or the single key ("multiscales")
 
-    def is_current(self, url: str) -> bool:
-        """Whether `url` is one of the canonical URLs we write."""
-        return url in (self.schema_url, self.spec_url)
-
 
 def _schema_url(repo: str, ref: str) -> str:
     """The raw.githubusercontent schema URL of `repo` at tag `ref` ("main": the main branch)."""

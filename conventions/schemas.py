@@ -48,7 +48,8 @@ def _issues(error: ValidationError) -> list[Issue]:
     path = list(error.absolute_path)
     kind, instance, schema = error.validator, error.instance, error.schema
     if kind == "required" and isinstance(instance, dict):
-        why = f" ({schema['description']})" if isinstance(schema.get("description"), str) else ""
+        in_then = len(error.schema_path) >= 2 and list(error.schema_path)[-2] == "then"
+        why = f" ({schema['description']})" if in_then and isinstance(schema.get("description"), str) else ""
         return [_issue(path + [k], f"required key '{k}' is missing{why}")
                 for k in error.validator_value if k not in instance]
     if kind == "additionalProperties" and isinstance(instance, dict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from .declarations import validate_zarr_conventions
 from .issues import ERROR, Issue, pointer
 from .proj import build_proj_attributes, validate_proj
@@ -13,9 +15,13 @@ PIXEL_M = 10.0
 
 def zone_epsg(zone: int) -> int:
     """The store's canonical EPSG code of UTM zone `zone` (326NN for both hemispheres, FORMATS.md §1.4)."""
-    if isinstance(zone, bool) or not isinstance(zone, int) or not 1 <= zone <= 60:
+    try:
+        number = operator.index(zone)  # int or numpy integer, not float
+    except TypeError:
+        number = None
+    if isinstance(zone, bool) or number is None or not 1 <= number <= 60:
         raise ValueError(f"UTM zone must be an integer 1..60, got {zone!r}")
-    return 32600 + zone
+    return 32600 + number
 
 
 def build_zone_attributes(zone: int, origin_x: float, origin_y: float, height: int, width: int,

@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
@@ -216,6 +217,9 @@ def test_root_builder_options_and_extra_keys_survive():
                                     scale_array="s", extra={"geoemb:future_key": {"a": 1},
                                                             "geoemb:benchmark": ["https://example.org/b"]})
     assert attrs["geoemb:dimensions"] == 64 and attrs["geoemb:gsd"] == 20.0
+    assert type(attrs["geoemb:dimensions"]) is int and type(attrs["geoemb:gsd"]) is float
+    assert build_geoemb_attributes(model_version="1.0", build_version="0.7.5", dimensions=np.int64(128),
+                                   gsd=np.float32(10)) == _root()
     assert attrs["geoemb:quantization"]["scale"]["array_name"] == "s"
     assert attrs["geoemb:future_key"] == {"a": 1}
     assert validate_geoemb(attrs) == []
@@ -225,6 +229,8 @@ def test_root_builder_options_and_extra_keys_survive():
         build_geoemb_attributes(model_version="1", build_version="1", extra={"geoemb:type": "chip"})
     with pytest.raises(ValueError, match="geoemb:dimensions"):
         build_geoemb_attributes(model_version="1", build_version="1", dimensions=0)
+    with pytest.raises(TypeError):
+        build_geoemb_attributes(model_version="1", build_version="1", dimensions=12.5)
     with pytest.raises(ValueError):
         build_geoemb_attributes(model_version="", build_version="1")
 
@@ -267,6 +273,15 @@ def test_zone_bbox_is_exactly_transform_times_shape():
         assert attrs["spatial:bbox"] == bbox_from_transform(attrs["spatial:transform"], [h, w])
 
 
+def test_zone_builder_accepts_numpy_scalars_and_returns_plain_json():
+    attrs = build_zone_attributes(np.int64(30), np.float64(167130.0), np.float64(6765170.0),
+                                  np.int64(856064), np.int32(69632))
+    assert attrs == _zone()
+    assert json.loads(json.dumps(attrs, allow_nan=False)) == attrs
+    assert all(type(v) is float for v in attrs["spatial:transform"] + attrs["spatial:bbox"])
+    assert all(type(v) is int for v in attrs["spatial:shape"])
+
+
 @pytest.mark.parametrize("args", [(0, 0.0, 0.0, 1, 1), (61, 0.0, 0.0, 1, 1), (30, 0.0, 0.0, 0, 5),
                                   (30, 0.0, 0.0, 5, -1), (30, 0.0, 0.0, 1.5, 1), (True, 0.0, 0.0, 1, 1)])
 def test_zone_builder_refuses_bad_input(args):
@@ -283,7 +298,8 @@ def test_upstream_examples_are_accepted_for_what_they_declare(path):
     assert _errors(validate_zarr_conventions(attrs)) == []
     for conv in filter(None, map(identify, attrs["zarr_conventions"])):
         if conv.key in VALIDATORS:
-            kwargs = {"dimension_names": doc["dimension_names"]} if conv.key == "spatial" and "dimension_names" in doc else {}
+            dims = doc.get("dimension_names")
+            kwargs = {"dimension_names": dims} if conv.key == "spatial" and dims else {}
             assert _errors(VALIDATORS[conv.key](attrs, **kwargs)) == [], conv.key
 
 
@@ -304,7 +320,9 @@ def test_tessera_example_old_names_and_urls_are_notes_not_errors():
 def test_geoemb_missing_required_key(key):
     attrs = _root()
     del attrs[key]
-    _assert_rejected(validate_geoemb(attrs), key, "required")
+    issues = validate_geoemb(attrs)
+    _assert_rejected(issues, key, "required")
+    assert [i.message for i in issues] == [f"{key}: required key '{key}' is missing"]
 
 
 @pytest.mark.parametrize("key,value", [
@@ -499,7 +517,7 @@ def test_zarr_conventions_entry_findings():
 
 # ------------------------------------------------------------------ package hygiene
 
-_ALLOWED_IMPORTS = {"__future__", "dataclasses", "typing", "collections.abc", "math", "re", "functools",
+_ALLOWED_IMPORTS = {"__future__", "operator", "dataclasses", "typing", "collections.abc", "math", "re", "functools",
                     "jsonschema", "jsonschema.exceptions", "schemas"}
 
 

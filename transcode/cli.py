@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="generate a small synthetic archive and run the toolkit on it",
         description="Generate a small synthetic legacy archive (3 tiles: north and south of the equator, "
-        "across the UTM 30/31 boundary) in DIR/archive, inventory it, and print where everything went.",
+        "across the UTM 30/31 boundary) in DIR/archive, inventory it into DIR/inventory.parquet, convert it "
+        "into the Zarr v3 store DIR/store.zarr, and print where everything went.",
     )
     demo.add_argument("dir", nargs="?", default="tessera-demo", metavar="DIR", help="output directory (default ./tessera-demo)")
     demo.add_argument("--preset", default="tiny", choices=["tiny", "small"], help="archive size (default tiny)")
@@ -341,7 +342,8 @@ def _print_convert(args: argparse.Namespace, report) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """`demo [DIR]`."""
+    """`demo [DIR]`: synthetic archive -> inventory -> store."""
+    from transcode.convert import ConvertOptions, convert
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory, write_inventory
     from transcode.synthetic import make_legacy_archive
@@ -355,14 +357,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     inv = build_inventory(open_archive(str(archive_dir)), verify_hashes=True, progress=_progress(args))
     inv_path = base / "inventory.parquet"
     write_inventory(inv, inv_path)
+    store_dir = base / "store.zarr"
+    report = convert(str(archive_dir), str(store_dir), ConvertOptions(progress=_progress(args)), inventory=inv)
     doc = {"archive": str(archive_dir), "generated": made is not None, "inventory": str(inv_path),
-           "summary": inv.summary()}
+           "store": str(store_dir), "summary": inv.summary(), "convert": report.to_json()}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(f"archive    {archive_dir}  ({'generated' if made else 'reused'})")
         _print_inventory(inv, inv_path)
-    return EXIT_OK if inv.clean else EXIT_PROBLEMS
+        _print_convert(argparse.Namespace(json=False), report)
+        print(f"\nopen it:   python3 -c \"import zarr; print(zarr.open_group('{store_dir}', mode='r')['utm31/embeddings'].info)\"")
+    return EXIT_OK if inv.clean and report.ok else EXIT_PROBLEMS
 
 
 def _mb(n: int) -> str:

@@ -17,7 +17,7 @@ from transcode.storage import Storage, StorageError
 SIDECAR = ".tessera"
 SETTINGS_KEY = f"{SIDECAR}/convert.json"
 COORD_CHUNK = 65536
-MODEL_VERSION = "v1"
+MODEL_VERSION = "1.1"  # the incumbent (geotessera) writes model 1.1
 
 
 def zone_group(zone: int) -> str:
