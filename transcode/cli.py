@@ -187,10 +187,10 @@ def _add_selection_options(p: argparse.ArgumentParser, years_required: bool = Fa
 
 
 def _add_layout_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shard-size", type=parse_size2, default=(4096, 4096), metavar="HxW",
-                   help="shard size in pixels (default 4096)")
-    p.add_argument("--chunk-size", type=parse_size2, default=(32, 32), metavar="HxW",
-                   help="inner chunk size in pixels (default 32)")
+    p.add_argument("--shard-size", type=parse_size2, metavar="HxW",
+                   help="shard size in pixels (default: an existing store's, else 4096)")
+    p.add_argument("--chunk-size", type=parse_size2, metavar="HxW",
+                   help="inner chunk size in pixels (default: an existing store's, else 32)")
 
 
 def _add_convert_options(p: argparse.ArgumentParser, years_required: bool = False) -> None:
@@ -198,11 +198,11 @@ def _add_convert_options(p: argparse.ArgumentParser, years_required: bool = Fals
     _add_layout_options(p)
     p.add_argument("--codec", action="append", metavar="[ARRAY=]SPEC",
                    help="codec for embeddings and/or scales, e.g. embeddings=blosc:zstd:3:bit, scales=zstd:5 "
-                   "(default blosc:zstd:3 for both; repeatable)")
+                   "(default: an existing store's, else blosc:zstd:3 for both; repeatable)")
     p.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="local worker processes (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster (tcp://host:8786)")
-    p.add_argument("--part-size", type=_positive_int, default=64, metavar="MiB",
-                   help="S3 multipart part size in MiB, fixed and recorded (default 64)")
+    p.add_argument("--part-size", type=_positive_int, metavar="MiB",
+                   help="S3 multipart part size in MiB, fixed and recorded (default: an existing store's, else 64)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad tile instead of skipping it")
     p.add_argument("--inventory", metavar="PATH", help="reuse a Parquet inventory instead of listing SOURCE")
     _add_output_options(p)
@@ -216,8 +216,8 @@ def _convert_options(args: argparse.Namespace):
 
     return ConvertOptions(
         years=args.years, zones=args.zones, workers=args.workers, scheduler=args.scheduler,
-        shard=args.shard_size, chunk=args.chunk_size, codecs=parse_codec_options(args.codec),
-        part_size=args.part_size * 1024 * 1024, strict=args.strict, progress=_progress(args),
+        shard=args.shard_size, chunk=args.chunk_size, codecs=parse_codec_options(args.codec) if args.codec else None,
+        part_size=args.part_size * 1024 * 1024 if args.part_size else None, strict=args.strict, progress=_progress(args),
         inventory=args.inventory, source_options=s3_options(args, "source-"), store_options=s3_options(args, "store-"),
     )
 
@@ -266,8 +266,10 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """`plan SOURCE`."""
     from transcode.convert import ConvertOptions, load_inventory
-    from transcode.plan import make_plan
+    from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD, make_plan
 
+    args.shard_size = args.shard_size or DEFAULT_SHARD
+    args.chunk_size = args.chunk_size or DEFAULT_CHUNK
     if args.shard_size[0] % args.chunk_size[0] or args.shard_size[1] % args.chunk_size[1]:
         raise UsageError("--shard-size", f"{args.shard_size} is not a multiple of --chunk-size {args.chunk_size}")
     opts = ConvertOptions(inventory=args.inventory, source_options=s3_options(args), progress=_progress(args))
@@ -294,9 +296,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_shape(args: argparse.Namespace) -> None:
-    if args.shard_size[0] % args.chunk_size[0] or args.shard_size[1] % args.chunk_size[1]:
-        raise UsageError("--shard-size", f"{args.shard_size} is not a multiple of --chunk-size {args.chunk_size}")
-    if args.part_size < 5:
+    from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD
+
+    shard, chunk = args.shard_size or DEFAULT_SHARD, args.chunk_size or DEFAULT_CHUNK
+    if shard[0] % chunk[0] or shard[1] % chunk[1]:
+        raise UsageError("--shard-size", f"{shard} is not a multiple of --chunk-size {chunk}")
+    if args.part_size is not None and args.part_size < 5:
         raise UsageError("--part-size", "S3 multipart parts must be at least 5 MiB")
 
 
@@ -338,6 +343,9 @@ def _print_convert(args: argparse.Namespace, report) -> int:
             print(f"  {p.severity:7s} {p.kind:14s} {p.path}: {p.message}")
         for f in report.failed:
             print(f"  error   failed-shard   {f['shard']}: {f['error']}")
+        if report.years_outside_time_axis:
+            print(f"note       the source also has years {report.years_outside_time_axis} outside the store's time axis "
+                  f"{report.time[0]}..{report.time[-1]}: add later years with `tessera-transcode extend`")
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from transcode import __version__
-from transcode.codecs import CodecSpec, parse_codec_options
+from transcode.codecs import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.errors import ArchiveError, StoreError, UsageError
 from transcode.executors import Job, make_executor, run_task
 from transcode.journal import entry_key, list_entries, read_entries, write_entry
@@ -39,18 +39,30 @@ class ConvertOptions:
     zones: list[int] | None = None
     workers: int = 1
     scheduler: Any = None
-    shard: tuple[int, int] = DEFAULT_SHARD
-    chunk: tuple[int, int] = DEFAULT_CHUNK
-    codecs: dict[str, CodecSpec] = field(default_factory=lambda: parse_codec_options(None))
-    part_size: int = DEFAULT_PART_SIZE
+    shard: tuple[int, int] | None = None  # None: the store's own, else DEFAULT_SHARD
+    chunk: tuple[int, int] | None = None  # None: the store's own, else DEFAULT_CHUNK
+    codecs: dict[str, CodecSpec] | None = None  # None: the store's own, else the default codecs
+    part_size: int | None = None  # None: the store's own, else DEFAULT_PART_SIZE
     strict: bool = False
     progress: bool = False
     inventory: str | None = None
     source_options: S3Options = field(default_factory=S3Options)
     store_options: S3Options = field(default_factory=S3Options)
 
-    def settings(self) -> EncodeSettings:
-        return EncodeSettings(tuple(self.shard), tuple(self.chunk), dict(self.codecs), self.part_size)
+    def settings(self, existing: dict | None = None) -> EncodeSettings:
+        """The encoding settings: what was given, else what the existing store recorded, else the defaults."""
+        enc = (existing or {}).get("encoding") or {}
+        recorded_codecs = (existing or {}).get("codecs")
+        shard = self.shard or tuple(enc.get("shard") or DEFAULT_SHARD)
+        chunk = self.chunk or tuple(enc.get("chunk") or DEFAULT_CHUNK)
+        if self.codecs is not None:
+            codecs = dict(self.codecs)
+        elif recorded_codecs:
+            codecs = {a: parse_codec_spec(t) for a, t in recorded_codecs.items()}
+        else:
+            codecs = parse_codec_options(None)
+        part = self.part_size or (existing or {}).get("part_size") or DEFAULT_PART_SIZE
+        return EncodeSettings(tuple(shard), tuple(chunk), codecs, part)
 
 
 @dataclass
@@ -73,6 +85,7 @@ class ConvertReport:
     failed: list[dict]
     nothing_to_do: bool
     manifest: str
+    years_outside_time_axis: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,18 +121,24 @@ def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) 
                          "use the same settings or a new store")
 
 
-def _write_metadata(store: Storage, docs: dict[str, bytes]) -> int:
-    """Write the metadata objects that differ from what is there; the root zarr.json last. Returns the count."""
-    written = 0
-    for key in sorted(docs, key=lambda k: (k == "zarr.json", k)):
+def _changed_metadata(store: Storage, docs: dict[str, bytes]) -> dict[str, bytes]:
+    """The metadata objects that differ from (or are missing in) the store."""
+    changed = {}
+    for key, data in docs.items():
         try:
-            if store.read(key) == docs[key]:
+            if store.read(key) == data:
                 continue
         except StorageError:
             pass
+        changed[key] = data
+    return changed
+
+
+def _write_metadata(store: Storage, docs: dict[str, bytes]) -> int:
+    """Write these metadata objects, the root zarr.json last. Returns the count."""
+    for key in sorted(docs, key=lambda k: (k == "zarr.json", k)):
         store.put(key, docs[key])
-        written += 1
-    return written
+    return len(docs)
 
 
 def convert(source: str, store_url: str, options: ConvertOptions | None = None, *,
@@ -127,10 +146,10 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
     """Convert a legacy archive into (or onward into) a Zarr v3 store."""
     options = options or ConvertOptions()
     t0 = clock.perf_counter()
-    settings = options.settings()
     inv = inventory or load_inventory(source, options)
     store = open_storage(store_url, options.store_options)
     existing = read_settings(store)
+    settings = options.settings(existing)
     grids = read_zone_grids(store)
     time_axis = time_axis or (existing or {}).get("time")
     if existing is not None:
@@ -152,15 +171,28 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
     store.discard_abandoned_writes()
     docs = build_metadata(plan.grids, plan.time, settings, build_version=__version__)
     sidecar = json.dumps(settings_document(plan, settings, source), indent=1, sort_keys=True).encode()
-    if existing != json.loads(sidecar):
-        store.put(SETTINGS_KEY, sidecar)
-    meta_written = _write_metadata(store, docs)
+    new_settings = existing != json.loads(sidecar)
+    changed_meta = _changed_metadata(store, docs)
 
     fp_settings = settings.fingerprint()
     fingerprints = {t.name: t.fingerprint(fp_settings) for t in plan.tasks}
     entries = list_entries(store)
     todo = [t for t in plan.tasks if entry_key(t, fingerprints[t.name]) not in entries.get(t.name, {})]
+    todo.sort(key=lambda t: -t.work(plan.shard))  # biggest first: workers finish together
     done_before = len(plan.tasks) - len(todo)
+    # old entries beside a finished shard's current one: a kill came between writing a rewritten shard's
+    # new entry and deleting its old one
+    keys_now = {t.name: entry_key(t, fingerprints[t.name]) for t in plan.tasks}
+    stale = [k for name, key in keys_now.items() if key in entries.get(name, {}) for k in entries[name] if k != key]
+    if todo or stale or changed_meta or new_settings:
+        # the manifest describes a finished store: withdraw it before anything changes, so that a kill from
+        # here on cannot leave an outdated manifest in a store that the next run would call finished
+        store.delete(MANIFEST_KEY)
+    if new_settings:
+        store.put(SETTINGS_KEY, sidecar)
+    for k in stale:
+        store.delete(k)
+    meta_written = _write_metadata(store, changed_meta)
     nothing = not todo and meta_written == 0 and store.exists(MANIFEST_KEY)
 
     failed: list[dict] = []
@@ -194,7 +226,7 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
 
     manifest_written = False
     if not nothing:
-        records = [record_for_bytes(k, v, settings.part_size) for k, v in docs.items()]
+        records = [record_for_bytes(k, v, settings.part_size, store.local_path("") is None) for k, v in docs.items()]
         current = list_entries(store)
         keys = [k for task_entries in current.values() for k in task_entries]
         for objs in read_entries(store, keys).values():
@@ -206,6 +238,7 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
         shards_written=written, shards_already_done=done_before, metadata_written=meta_written,
         input_bytes=in_bytes, output_bytes=out_bytes, seconds=clock.perf_counter() - t0, executor=executor.name,
         skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed, nothing_to_do=nothing,
+        years_outside_time_axis=plan.outside_time,
         manifest=store.describe(MANIFEST_KEY) if manifest_written or nothing else "",
     )
 

@@ -16,10 +16,10 @@ from transcode.storage import Storage, StorageError
 MANIFEST_KEY = ".tessera/manifest.parquet"
 
 
-def record_for_bytes(key: str, data: bytes, part_size: int) -> ObjectRecord:
+def record_for_bytes(key: str, data: bytes, part_size: int, remote: bool) -> ObjectRecord:
     """The manifest row of an object written with one PUT (metadata documents are small)."""
     md5 = hashlib.md5(data).hexdigest()
-    return ObjectRecord(key, len(data), md5, f"{crc32c.crc32c(data):08x}", md5, part_size)
+    return ObjectRecord(key, len(data), md5, f"{crc32c.crc32c(data):08x}", md5 if remote else None, part_size)
 
 
 def manifest_bytes(records: Iterable[ObjectRecord]) -> bytes:

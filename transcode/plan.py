@@ -71,6 +71,16 @@ class ShardTask:
     def name(self) -> str:
         return f"{self.group}/{self.year}/{self.shard_row}/{self.shard_col}"
 
+    def work(self, shard: tuple[int, int]) -> int:
+        """Tile pixels this shard receives (with overlaps counted twice): an estimate of its cost."""
+        r0, c0 = self.shard_row * shard[0], self.shard_col * shard[1]
+        total = 0
+        for p in self.placements:
+            rr, cc = p.rows_in(r0, r0 + shard[0]), p.cols_in(c0, c0 + shard[1])
+            if rr and cc:
+                total += (rr[1] - rr[0]) * (cc[1] - cc[0])
+        return total
+
     def fingerprint(self, settings: dict) -> str:
         """SHA-256 of everything that decides this shard's bytes: its inputs and the encoding settings."""
         doc = {"settings": settings, "task": [self.zone, self.year, self.t, self.shard_row, self.shard_col],
@@ -89,6 +99,7 @@ class Plan:
     tasks: list[ShardTask]
     skipped: list[Problem] = field(default_factory=list)
     clipped: list[Problem] = field(default_factory=list)
+    outside_time: list[int] = field(default_factory=list)
 
     def input_bytes(self) -> int:
         """Bytes of the tile-years the plan reads (each tile-year once)."""
@@ -119,6 +130,7 @@ class Plan:
             "input_bytes": self.input_bytes(),
             "skipped": [p.to_dict() for p in self.skipped],
             "clipped": [p.to_dict() for p in self.clipped],
+            "years_outside_time_axis": self.outside_time,
             "units": [{"shard": t.name, "tiles": [f"{p.tile}" for p in t.placements]} for t in self.tasks],
         }
 
@@ -166,6 +178,7 @@ def make_plan(
     bad = {(p.year, p.tile) for p in inv.problems if p.severity == "error" and p.year is not None}
     skipped: list[Problem] = []
     clipped: list[Problem] = []
+    outside: set[int] = set()
     by_shard: dict[tuple[int, int, int, int], list[Placement]] = defaultdict(list)
     for r in sorted(tiles, key=lambda r: (r.year, r.lat_i, r.lon_i)):
         if not r.usable or (r.year, r.tile) in bad or r.height is None:
@@ -174,6 +187,7 @@ def make_plan(
                                    r.year, r.tile))
             continue
         if r.year not in t_index:
+            outside.add(r.year)
             continue
         fp = footprint(TileId(r.lon_i, r.lat_i))
         g = grids[fp.zone]
@@ -193,4 +207,5 @@ def make_plan(
             for sc in range(cols[0] // sw, (cols[1] - 1) // sw + 1):
                 by_shard[(fp.zone, r.year, sr, sc)].append(p)
     tasks = [ShardTask(z, y, t_index[y], sr, sc, tuple(ps)) for (z, y, sr, sc), ps in sorted(by_shard.items())]
-    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, tasks, skipped, clipped)
+    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, tasks, skipped, clipped,
+                sorted(outside))

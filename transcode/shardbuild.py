@@ -45,7 +45,7 @@ class ObjectRecord:
     size: int
     md5: str
     crc32c: str
-    etag: str
+    etag: str | None  # None for files: POSIX has no ETag
     part_size: int
 
     @classmethod
@@ -130,14 +130,13 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
             for p, rr, cc in hits:
                 win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
                 e_file, s_file = files[p]
-                e = e_file.read(win)
+                dst = (slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
+                e_file.read_into(win, emb[dst])
                 s = s_file.read(win)
                 mask = masks[p]
                 sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
-                dst = (slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
-                emb[dst] = e
                 sc[dst] = s
-                input_bytes += e.nbytes + s.nbytes
+                input_bytes += emb[dst].nbytes + s.nbytes
             _emit(emb, sc, r0 // ch, j0, n_cols, ch, cw, emb_w, sc_w)
         emb_w.finish()
         sc_w.finish()
@@ -157,14 +156,17 @@ def _emit(emb: np.ndarray, sc: np.ndarray, first_row: int, first_col: int, n_col
           emb_w: ShardWriter, sc_w: ShardWriter) -> None:
     """Cut a band into inner chunks (C order) and hand the non-empty ones to the writers."""
     nr, nc = emb.shape[0] // ch, emb.shape[1] // cw
-    # (rows, cols, bands) -> (chunk row, chunk col, band, y, x): one copy, then each chunk is contiguous
-    emb_chunks = np.ascontiguousarray(emb.reshape(nr, ch, nc, cw, BANDS).transpose(0, 2, 4, 1, 3))
-    sc_chunks = np.ascontiguousarray(sc.reshape(nr, ch, nc, cw).transpose(0, 2, 1, 3))
+    sc_chunks = sc.reshape(nr, ch, nc, cw).transpose(0, 2, 1, 3)
     empty = np.isposinf(sc_chunks).all(axis=(2, 3))
+    e_buf = np.empty((BANDS, ch, cw), dtype=emb.dtype)
+    s_buf = np.empty((ch, cw), dtype=sc.dtype)
     for i in range(nr):
         for j in range(nc):
-            k = (first_row + i) * n_cols + first_col + j
             if empty[i, j]:
                 continue
-            emb_w.add(k, emb_chunks[i, j])
-            sc_w.add(k, sc_chunks[i, j])
+            k = (first_row + i) * n_cols + first_col + j
+            # (y, x, band) -> (band, y, x), one chunk at a time so the copy stays in cache
+            np.copyto(e_buf, emb[i * ch:(i + 1) * ch, j * cw:(j + 1) * cw].transpose(2, 0, 1))
+            np.copyto(s_buf, sc_chunks[i, j])
+            emb_w.add(k, e_buf)
+            sc_w.add(k, s_buf)

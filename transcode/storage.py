@@ -53,8 +53,8 @@ class ObjectWriter(ABC):
         """Discard everything written; the key is left as it was."""
 
     @property
-    def etag(self) -> str:
-        """The S3 ETag this object has (single PUT: MD5; multipart: MD5 of part MD5s + '-N')."""
+    def etag(self) -> str | None:
+        """The object's ETag as written: S3 single PUT = MD5, multipart = MD5 of part MD5s + '-N'."""
         if len(self.parts) > 1:
             return hashlib.md5(b"".join(self.parts)).hexdigest() + f"-{len(self.parts)}"
         return self.md5.hexdigest()
@@ -296,31 +296,14 @@ class _LocalWriter(ObjectWriter):
     def __init__(self, path: Path, part_size: int) -> None:
         super().__init__()
         self.path = path
-        self.part_size = part_size
-        self._part = hashlib.md5()
-        self._in_part = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
         self._f = open(self.tmp, "wb")
 
     def _write(self, data: bytes | memoryview) -> None:
         self._f.write(data)
-        # track the part MD5s an S3 upload with the same part size would have
-        view = memoryview(data)
-        while len(view):
-            take = min(len(view), self.part_size - self._in_part)
-            self._part.update(view[:take])
-            self._in_part += take
-            view = view[take:]
-            if self._in_part == self.part_size:
-                self.parts.append(self._part.digest())
-                self._part, self._in_part = hashlib.md5(), 0
 
     def commit(self) -> None:
-        if self._in_part or not self.parts:
-            self.parts.append(self._part.digest())
-        if len(self.parts) == 1:
-            self.parts = []  # below one part size: a single PUT
         try:
             self._f.flush()
             os.fsync(self._f.fileno())
@@ -334,6 +317,11 @@ class _LocalWriter(ObjectWriter):
         if not self._f.closed:
             self._f.close()
         self.tmp.unlink(missing_ok=True)
+
+    @property
+    def etag(self) -> str | None:
+        """Files have no ETag."""
+        return None
 
 
 class S3Storage(Storage):

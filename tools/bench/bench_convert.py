@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Benchmark `convert` against (a) a baseline that builds each shard in memory and writes it with zarr-python's
+sharded array assignment and (b) the codec-bound limit (only compressing the same inner chunks, same codec,
+same number of processes). Same data, same workers, one run. Reports medians and peak RSS per process.
+
+  python3 tools/bench/bench_convert.py --workdir /tmp/bench --runs 3 --workers 2 --years 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+# a dense block of 4 x 8 equatorial tiles in zone 31 (each ~1105x1113 px, ~158 MB): two full 4096 x 4096 shards
+# and slivers per year, so two workers get equal work
+TILES = [f"grid_{lon / 100:.2f}_{lat / 100:.2f}" for lat in (35, 25, 15, 5) for lon in range(305, 385, 10)]
+LAST_YEAR = 2024
+MAX_YEARS = 2
+
+
+class PeakRSS:
+    """Poll a process tree and keep the peak resident set size of every process in it."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.root = psutil.Process(pid)
+        self.peaks: dict[int, int] = {}
+        self.interval = interval
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root] + self.root.children(recursive=True)
+            except psutil.Error:
+                break
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[p.pid] = max(self.peaks.get(p.pid, 0), rss)
+            time.sleep(self.interval)
+
+    def stop(self) -> dict[int, int]:
+        self._stop.set()
+        self._t.join()
+        return self.peaks
+
+
+def timed(cmd: list[str]) -> tuple[float, dict, dict[int, int]]:
+    """Run a command, return (seconds, its JSON output, peak RSS per process of its tree)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mon = PeakRSS(proc.pid)
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    peaks = mon.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
+    return seconds, json.loads(out) if out.strip() else {}, peaks
+
+
+# ------------------------------------------------------------------ worker-side code (run in subprocesses)
+
+def _plan(inventory: str, years: list[int]):
+    from transcode.legacy.inventory import read_inventory
+    from transcode.plan import make_plan
+
+    return make_plan(read_inventory(inventory), years=years)
+
+
+def _paint(task, source, shard, emb, sc):
+    """Fill the whole shard arrays (baseline) with the same reading and sentinel rules as convert."""
+    from transcode.legacy.tiles import Window, read_landmask
+    from transcode.shardbuild import _tile_files, sanitize_scales
+
+    sh, sw = shard
+    r_base, c_base = task.shard_row * sh, task.shard_col * sw
+    for p in task.placements:
+        rr, cc = p.rows_in(r_base, r_base + sh), p.cols_in(c_base, c_base + sw)
+        win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
+        ef, sf = _tile_files(source, p)
+        e, s = ef.read(win), sf.read(win)
+        mask = read_landmask(source, p.landmask_key) if p.landmask_key else None
+        sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
+        ys, xs = slice(rr[0] - r_base, rr[1] - r_base), slice(cc[0] - c_base, cc[1] - c_base)
+        emb[0, :, ys, xs] = e.transpose(2, 0, 1)
+        sc[0, ys, xs] = s
+
+
+def baseline_shard(task, source_dir: str, store_dir: str, shard) -> int:
+    """The incumbent's approach: the whole shard in memory, then zarr-python sharded assignment."""
+    import zarr
+
+    from transcode.storage import LocalStorage
+
+    sh, sw = shard
+    emb = np.zeros((1, 128, sh, sw), np.int8)
+    sc = np.full((1, sh, sw), np.inf, np.float32)
+    _paint(task, LocalStorage(source_dir), shard, emb, sc)
+    g = zarr.open_group(store_dir, mode="r+")
+    r0, c0 = task.shard_row * sh, task.shard_col * sw
+    g[f"{task.group}/embeddings"][task.t:task.t + 1, :, r0:r0 + sh, c0:c0 + sw] = emb
+    g[f"{task.group}/scales"][task.t:task.t + 1, r0:r0 + sh, c0:c0 + sw] = sc
+    return 0
+
+
+def codec_shard(task, source_dir: str, shard, chunk) -> float:
+    """Seconds spent only compressing this shard's non-empty inner chunks with the default codecs."""
+    import numcodecs
+
+    from transcode.codecs import parse_codec_options
+    from transcode.legacy.npyheader import EMBEDDINGS_DTYPE, SCALES_DTYPE
+    from transcode.storage import LocalStorage
+
+    numcodecs.blosc.set_nthreads(1)
+    codecs = parse_codec_options(None)
+    enc_e, enc_s = codecs["embeddings"].encoder(EMBEDDINGS_DTYPE), codecs["scales"].encoder(SCALES_DTYPE)
+    sh, sw = shard
+    ch, cw = chunk
+    emb = np.zeros((1, 128, sh, sw), np.int8)
+    sc = np.full((1, sh, sw), np.inf, np.float32)
+    _paint(task, LocalStorage(source_dir), shard, emb, sc)
+    spent = 0.0
+    for i in range(sh // ch):
+        # the chunks of one row of the shard, contiguous, prepared outside the timed region
+        e_row = np.ascontiguousarray(emb[0, :, i * ch:(i + 1) * ch].reshape(128, ch, sw // cw, cw).transpose(2, 0, 1, 3))
+        s_row = np.ascontiguousarray(sc[0, i * ch:(i + 1) * ch].reshape(ch, sw // cw, cw).transpose(1, 0, 2))
+        for j in range(sw // cw):
+            if np.isposinf(s_row[j]).all():
+                continue
+            t0 = time.perf_counter()
+            enc_e(e_row[j])
+            enc_s(s_row[j])
+            spent += time.perf_counter() - t0
+    return spent
+
+
+def worker_main(args) -> None:
+    """`--worker baseline|codec`: run one method over the plan with a process pool, print JSON."""
+    plan = _plan(args.inventory, args.years)
+    ctx = get_context("spawn")
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+        if args.worker == "baseline":
+            from transcode import __version__
+            from transcode.shardbuild import EncodeSettings
+            from transcode.codecs import parse_codec_options
+            from transcode.storage import LocalStorage
+            from transcode.store import build_metadata
+
+            settings = EncodeSettings(plan.shard, plan.chunk, parse_codec_options(None))
+            store = LocalStorage(args.store)
+            for k, v in build_metadata(plan.grids, plan.time, settings, __version__).items():
+                store.put(k, v)
+            list(pool.map(baseline_shard, plan.tasks, [args.source] * len(plan.tasks), [args.store] * len(plan.tasks),
+                          [plan.shard] * len(plan.tasks)))
+            print(json.dumps({"seconds": time.perf_counter() - t0, "shards": len(plan.tasks)}))
+        else:
+            spent = list(pool.map(codec_shard, plan.tasks, [args.source] * len(plan.tasks),
+                                  [plan.shard] * len(plan.tasks), [plan.chunk] * len(plan.tasks)))
+            print(json.dumps({"compress_seconds": sum(spent), "per_task": spent}))
+
+
+# ------------------------------------------------------------------ driver
+
+def prepare(workdir: Path, n_years: int) -> tuple[Path, Path, list[int], int]:
+    """One archive of MAX_YEARS years; a size is its last `n_years` years."""
+    from transcode.legacy.archive import open_archive
+    from transcode.legacy.inventory import build_inventory, write_inventory
+    from transcode.synthetic import make_legacy_archive
+
+    src = workdir / "archive"
+    if not (src / "registry.parquet").exists():
+        shutil.rmtree(src, ignore_errors=True)
+        make_legacy_archive(src, years=range(LAST_YEAR - MAX_YEARS + 1, LAST_YEAR + 1), tiles=TILES, seed=5)
+    years = list(range(LAST_YEAR - n_years + 1, LAST_YEAR + 1))
+    inv = workdir / "inventory.parquet"
+    inventory = build_inventory(open_archive(str(src)))
+    write_inventory(inventory, inv)
+    nbytes = sum(t.embeddings_size + t.scales_size for t in inventory.tiles if t.year in years)
+    for p in src.rglob("*.npy"):  # warm the page cache: every method reads from memory
+        if int(p.parent.parent.name) in years:
+            with open(p, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+    return src, inv, years, nbytes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="bench-work", help="where archives and stores go (default ./bench-work)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--years", default="1,2", help="archive sizes to run, in years of 32 tiles (default 1,2)")
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", choices=["baseline", "codec"], help=argparse.SUPPRESS)
+    ap.add_argument("--inventory", help=argparse.SUPPRESS)
+    ap.add_argument("--source", help=argparse.SUPPRESS)
+    ap.add_argument("--store", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.years = [int(y) for y in args.years.split(",")]
+        worker_main(args)
+        return
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                           "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
+               "workers": args.workers, "runs": args.runs, "sizes": []}
+    me = [sys.executable, str(Path(__file__).resolve())]
+    for n_years in [int(y) for y in args.years.split(",")]:
+        src, inv, years, nbytes = prepare(workdir, n_years)
+        ylist = ",".join(map(str, years))
+        row = {"years": n_years, "tiles": len(TILES) * n_years, "input_bytes": nbytes, "ours": [], "baseline": [],
+               "codec_bound": []}
+        for run in range(args.runs):
+            store = workdir / "store-ours"
+            shutil.rmtree(store, ignore_errors=True)
+            s, out, peaks = timed([sys.executable, "-m", "transcode", "convert", str(src), str(store), "--inventory",
+                                   str(inv), "--years", ylist, "--workers", str(args.workers), "--json",
+                                   "--no-progress"])
+            row["ours"].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values())})
+            if not args.skip_baseline:
+                store = workdir / "store-baseline"
+                shutil.rmtree(store, ignore_errors=True)
+                s, out, peaks = timed(me + ["--worker", "baseline", "--inventory", str(inv), "--source", str(src),
+                                            "--store", str(store), "--years", ylist, "--workers", str(args.workers)])
+                row["baseline"].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values())})
+            s, out, _ = timed(me + ["--worker", "codec", "--inventory", str(inv), "--source", str(src),
+                                    "--years", ylist, "--workers", str(args.workers)])
+            row["codec_bound"].append({"seconds": out["compress_seconds"] / args.workers})
+            print(f"[{n_years}y run {run + 1}] ours {row['ours'][-1]['seconds']:.1f}s"
+                  + (f", baseline {row['baseline'][-1]['seconds']:.1f}s" if row["baseline"] else "")
+                  + f", codec-bound {row['codec_bound'][-1]['seconds']:.1f}s", file=sys.stderr)
+        med = lambda xs: statistics.median(x["seconds"] for x in xs)  # noqa: E731
+        row["median"] = {k: med(row[k]) for k in ("ours", "baseline", "codec_bound") if row[k]}
+        row["throughput_mb_s"] = {k: nbytes / v / 1e6 for k, v in row["median"].items()}
+        if row["baseline"]:
+            row["speedup_vs_baseline"] = row["median"]["baseline"] / row["median"]["ours"]
+            row["peak_worker_rss_mib_baseline"] = max(max(r["peak_rss_mib"]) for r in row["baseline"])
+        row["fraction_of_codec_bound"] = row["median"]["codec_bound"] / row["median"]["ours"]
+        row["peak_worker_rss_mib_ours"] = max(max(r["peak_rss_mib"]) for r in row["ours"])
+        results["sizes"].append(row)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
