@@ -52,6 +52,8 @@ class S3Server:
     region: str
     data_dir: Path       # DATA_DIR given to the tools/ scripts (logs in data_dir/log)
     start_seconds: float = 0.0   # wall time the start script took
+    https_endpoint_url: str | None = None  # RGW only: the same gateway over HTTPS
+    ca_bundle: str | None = None           # the self-signed certificate of the HTTPS endpoint
 
     def client(self):
         """A boto3 S3 client for this server (path-style, checksums only when required).
@@ -152,7 +154,11 @@ def start_rgw(data_dir, port: int | None = None, timeout: float = 300) -> S3Serv
     mon_port = port + 1 if port < 65535 and port_is_free(port + 1) else free_port()
     while mon_port == port:
         mon_port = free_port()
-    return _start("rgw", "ceph_rgw_up.sh", data_dir, [str(port), str(mon_port)], {}, timeout)
+    ssl_port = free_port()
+    while ssl_port in (port, mon_port):
+        ssl_port = free_port()
+    return _start("rgw", "ceph_rgw_up.sh", data_dir, [str(port), str(mon_port)], {"RGW_SSL_PORT": str(ssl_port)},
+                  timeout)
 
 
 def start_moto(data_dir, port: int | None = None, timeout: float = 120) -> S3Server:
@@ -205,7 +211,8 @@ def _start(name, script, data_dir, args, extra_env, timeout) -> S3Server:
     return S3Server(name=name, endpoint_url=values["S3_ENDPOINT"],
                     access_key=values["S3_ACCESS_KEY"], secret_key=values["S3_SECRET_KEY"],
                     region=values.get("S3_REGION", "us-east-1"), data_dir=data_dir,
-                    start_seconds=elapsed)
+                    start_seconds=elapsed, https_endpoint_url=values.get("S3_ENDPOINT_HTTPS"),
+                    ca_bundle=values.get("S3_CA_BUNDLE"))
 
 
 def _text(b) -> str:

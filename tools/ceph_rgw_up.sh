@@ -6,7 +6,9 @@
 #
 # - 1 mon (msgr v2 only, 127.0.0.1:MON_PORT, default RGW_PORT+1), auth = none
 # - 1 osd, memstore (objects live in RAM, capacity MEMSTORE_BYTES), pool size 1
-# - radosgw, beast frontend on plain HTTP 127.0.0.1:RGW_PORT, path-style addressing
+# - radosgw, beast frontend on plain HTTP 127.0.0.1:RGW_PORT, path-style addressing;
+#   with RGW_SSL_PORT set, also HTTPS on 127.0.0.1:RGW_SSL_PORT with a self-signed
+#   certificate (printed as S3_ENDPOINT_HTTPS and S3_CA_BUNDLE)
 # - an S3 user with fixed keys (override with S3_ACCESS_KEY / S3_SECRET_KEY)
 #
 # Idempotent: if the daemons recorded in DATA_DIR/run/*.pid are alive it only
@@ -29,6 +31,7 @@ ACCESS=${S3_ACCESS_KEY:-testaccesskey0000000}
 SECRET=${S3_SECRET_KEY:-testsecretkey0000000000000000000000000000}
 S3_UID=${S3_UID:-tester}
 MEMSTORE_BYTES=${MEMSTORE_BYTES:-4294967296}   # memstore capacity (RAM), 4 GiB
+RGW_SSL_PORT=${RGW_SSL_PORT:-}                   # optional extra HTTPS endpoint (self-signed cert)
 WARMUP=${WARMUP:-1}                              # pre-create RGW pools (first requests ~2 s faster each)
 TIMEOUT=${TIMEOUT:-120}                          # seconds to wait for each daemon
 
@@ -62,6 +65,10 @@ S3_SECRET_KEY=$SECRET
 S3_REGION=us-east-1
 CEPH_CONF=$CONF
 EOF
+  if [[ -f $DATA/.rgw_ssl_port ]]; then
+    echo "S3_ENDPOINT_HTTPS=https://127.0.0.1:$(cat "$DATA/.rgw_ssl_port")"
+    echo "S3_CA_BUNDLE=$DATA/tls.crt"
+  fi
 }
 
 wait_http() {   # wait until RGW answers HTTP on its port
@@ -107,6 +114,7 @@ if [[ -f $CONF && -f $DATA/osd/ceph-0/.mkfs_done && ! -f $DATA/.clean_shutdown ]
   done
   RGW_PORT=$(cat "$DATA/.rgw_port"); MON_PORT=$(cat "$DATA/.mon_port")
   ACCESS=$(cat "$DATA/.access"); SECRET=$(cat "$DATA/.secret")
+  [[ -f $DATA/.rgw_ssl_port ]] && RGW_SSL_PORT=$(cat "$DATA/.rgw_ssl_port")
   rm -rf "$DATA/mon" "$DATA/osd" "$RUN"/* "$CONF" "$DATA/monmap" \
          "$DATA/mon.keyring" "$DATA/.pools_done" "$DATA/.user_done"
 fi
@@ -114,9 +122,18 @@ rm -f "$DATA/.clean_shutdown"
 
 # ---------------------------------------------------------------- config
 if [[ ! -f $CONF ]]; then
-  for p in "$RGW_PORT" "$MON_PORT"; do
+  for p in "$RGW_PORT" "$MON_PORT" $RGW_SSL_PORT; do
     listening "$p" && die "port $p already in use"
   done
+  FRONTEND="beast endpoint=127.0.0.1:$RGW_PORT"
+  if [[ -n $RGW_SSL_PORT ]]; then
+    # a self-signed certificate for 127.0.0.1: clients pass DATA_DIR/tls.crt as their CA bundle
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -keyout "$DATA/tls.key" -out "$DATA/tls.crt" 2>/dev/null || die "openssl could not make a certificate"
+    FRONTEND+=" ssl_endpoint=127.0.0.1:$RGW_SSL_PORT ssl_certificate=$DATA/tls.crt ssl_private_key=$DATA/tls.key"
+    echo "$RGW_SSL_PORT" >"$DATA/.rgw_ssl_port"
+  fi
   (( ${#RUN} + 20 <= 107 )) || die "DATA_DIR too long for unix admin sockets: $RUN"
   FSID=$(cat /proc/sys/kernel/random/uuid)
   echo "$RGW_PORT" >"$DATA/.rgw_port"; echo "$MON_PORT" >"$DATA/.mon_port"
@@ -175,7 +192,7 @@ ms mon client mode = crc
 keyring = /dev/null
 
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = $FRONTEND
 rgw thread pool size = 64
 rgw enable usage log = false
 rgw dns name = localhost

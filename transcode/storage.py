@@ -88,6 +88,7 @@ class S3Options:
     profile: str | None = None
     anonymous: bool = False
     path_style: bool = False
+    ca_bundle: str | None = None
 
 
 class Storage(ABC):
@@ -356,7 +357,8 @@ class S3Storage(Storage):
             session = boto3.session.Session(profile_name=o.profile) if o.profile else boto3.session.Session()
         except Exception as e:  # botocore.exceptions.ProfileNotFound and friends
             raise StorageError(self.url, f"cannot set up credentials: {e}") from e
-        return session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region, config=cfg)
+        return session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region, config=cfg,
+                              verify=o.ca_bundle if o.ca_bundle else None)
 
     def _count(self, event_name: str = "", **kwargs) -> None:
         # one call per HTTP request actually sent, retries included
