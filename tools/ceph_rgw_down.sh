@@ -12,34 +12,12 @@ PURGE=${2:-}
 GRACE=${GRACE:-20}
 RUN=$DATA/run
 
-running() {  # exists and is not a zombie
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z ]]
-}
-
-stop() {
-  local name=$1 f=$RUN/$1.pid pid
-  [[ -f $f ]] || return 0
-  pid=$(cat "$f")
-  # only signal it if it is really one of our ceph daemons
-  if running "$pid" && grep -qE 'ceph-|radosgw' "/proc/$pid/comm" 2>/dev/null; then
-    kill -TERM "$pid"
-    for ((i = 0; i < GRACE * 10; i++)); do
-      running "$pid" || break
-      sleep 0.1
-    done
-    if running "$pid"; then
-      echo "[ceph_rgw_down] $name ($pid) ignored SIGTERM, sending SIGKILL" >&2
-      kill -KILL "$pid"; UNCLEAN=1
-    fi
-    echo "[ceph_rgw_down] stopped $name ($pid)" >&2
-  fi
-  rm -f "$f"
-}
+source "$(dirname "$0")/daemons.sh"
 
 UNCLEAN=0
-for d in rgw osd.0 mon; do stop "$d"; done
+for d in rgw osd.0 mon; do
+  stop_pidfile "$RUN/$d.pid" 'ceph-|radosgw' "$GRACE" ceph_rgw_down || UNCLEAN=1
+done
 # lets ceph_rgw_up.sh know that the memstore OSD saved its contents
 [[ -d $DATA && $UNCLEAN == 0 ]] && touch "$DATA/.clean_shutdown"
 rm -f "$RUN"/*.asok

@@ -44,17 +44,8 @@ mkdir -p "$RUN" "$LOG"
 
 log() { echo "[ceph_rgw_up $(date +%T.%3N)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-# a daemon is alive if its recorded PID exists, is a ceph/radosgw process and
-# is not a zombie (kill -0 succeeds on unreaped zombies)
-alive() {
-  local pid st
-  [[ -f $RUN/$1.pid ]] || return 1
-  pid=$(cat "$RUN/$1.pid")
-  st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z ]] && grep -qE 'ceph-|radosgw' "/proc/$pid/comm" 2>/dev/null
-}
-# something accepts connections on 127.0.0.1:PORT (bash /dev/tcp, no ss/netstat needed)
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source "$(dirname "$0")/daemons.sh"
+alive() { pidfile_alive "$RUN/$1.pid" 'ceph-|radosgw'; }
 CEPH() { ceph -c "$CONF" --connect-timeout 15 "$@"; }
 
 print_env() {

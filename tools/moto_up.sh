@@ -31,18 +31,8 @@ mkdir -p "$RUN" "$LOG"
 
 log() { echo "[moto_up $(date +%T.%3N)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-# alive: the recorded PID exists, is not a zombie (kill -0 succeeds on
-# unreaped zombies) and is a moto server
-alive() {
-  local pid st
-  [[ -f $RUN/moto.pid ]] || return 1
-  pid=$(cat "$RUN/moto.pid")
-  st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q moto
-}
-
-# something accepts connections on 127.0.0.1:PORT (bash /dev/tcp, no ss/netstat needed)
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source "$(dirname "$0")/daemons.sh"
+alive() { pidfile_alive "$RUN/moto.pid" moto; }
 print_env() {
   cat <<EOF
 S3_ENDPOINT=http://127.0.0.1:$PORT
