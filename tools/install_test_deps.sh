@@ -18,3 +18,10 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# zarrita.js for the interop matrix (tests/test_codecs_interop.py): pinned by tools/interop/package-lock.json
+if ! cmp -s tools/interop/package-lock.json tools/interop/node_modules/.installed-from-lock; then
+  echo "installing zarrita.js into tools/interop/node_modules" >&2
+  npm ci --prefix tools/interop --no-audit --no-fund --loglevel=error
+  cp tools/interop/package-lock.json tools/interop/node_modules/.installed-from-lock
+fi

@@ -50,6 +50,7 @@ def add_s3_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "so
     g.add_argument(f"--{prefix}profile", metavar="NAME", help="AWS profile for credentials")
     g.add_argument(f"--{prefix}anonymous", action="store_true", help="unsigned requests (public buckets)")
     g.add_argument(f"--{prefix}path-style", action="store_true", help="path-style addressing (most non-AWS servers)")
+    g.add_argument(f"--{prefix}ca-bundle", metavar="PEM", help="CA certificates for an HTTPS endpoint (self-signed gateways)")
 
 
 def s3_options(args: argparse.Namespace, prefix: str = "") -> S3Options:
@@ -61,6 +62,7 @@ def s3_options(args: argparse.Namespace, prefix: str = "") -> S3Options:
         profile=getattr(args, f"{p}profile"),
         anonymous=getattr(args, f"{p}anonymous"),
         path_style=getattr(args, f"{p}path_style"),
+        ca_bundle=getattr(args, f"{p}ca_bundle"),
     )
 
 
@@ -132,6 +134,69 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert_options(ex, years_required=True)
     ex.set_defaults(func=cmd_extend)
 
+    va = sub.add_parser(
+        "validate",
+        help="check a store's conventions, structure, content and fidelity to its source",
+        description="Validate a Zarr v3 store (local directory or s3://bucket/prefix) up to a level; each level "
+        "includes the cheaper ones. metadata: every zarr.json is valid Zarr v3, the conventions sit at the right "
+        "nodes and agree with the arrays, the consolidated metadata is current (reads zarr.json and the small "
+        "coordinate arrays only). structure: orphan objects, every shard index (one ranged read of its tail: "
+        "CRC32C, chunks inside the object, no overlaps), coverage per zone and year. content: every chunk (or "
+        "--sample N chunks) decodes, object checksums match the store manifest, scale sentinels, statistics of "
+        "valid pixels. fidelity: every pixel (or the sampled chunks) equals the legacy tile it came from. "
+        "Nothing is written.",
+        epilog="Exit codes: 0 no errors (warnings allowed), 1 errors found, 2 unusable input.",
+    )
+    va.add_argument("store", metavar="STORE", help="store root: a directory or s3://bucket/prefix")
+    va.add_argument("--level", choices=["metadata", "structure", "content", "fidelity"], default="structure",
+                    help="how deep to check (default structure)")
+    va.add_argument("--profile", choices=["tessera", "geoemb", "interop"], default="tessera",
+                    help="tessera: the layout of FORMATS.md §2 (default); geoemb: the convention only, for stores "
+                    "of other producers; interop: tessera plus portability warnings")
+    va.add_argument("--source", metavar="ARCHIVE", help="legacy archive for --level fidelity (default: the one the "
+                    "store records)")
+    va.add_argument("--sample", type=_positive_int, metavar="N",
+                    help="content and fidelity check N randomly chosen written chunks instead of all")
+    va.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the --sample draw (default 0)")
+    va.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                    help="worker processes for content and fidelity (default 1)")
+    va.add_argument("--max-mismatches", type=_positive_int, default=1000, metavar="N",
+                    help="fidelity mismatches listed pixel by pixel (default 1000; all are counted per tile)")
+    _add_output_options(va)
+    add_s3_options(va, "store-", "store")
+    add_s3_options(va, "source-", "source")
+    va.set_defaults(func=cmd_validate)
+
+    cc = sub.add_parser(
+        "codecs",
+        help="list every codec, its Zarr v3 name and which readers decode it",
+        description="Every codec `--codec` accepts, the Zarr v3 name it is written under, and which readers "
+        "(zarr-python, tensorstore, zarrs, zarrita.js) decode it, as verified by the interop matrix "
+        "(tools/interop/matrix.py; README).",
+    )
+    cc.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of a table")
+    cc.set_defaults(func=cmd_codecs)
+
+    bc = sub.add_parser(
+        "bench-codecs",
+        help="measure every codec option on real tiles of an archive",
+        description="Pick N tiles of the archive, cut them into inner chunks exactly as convert does, and print "
+        "for every codec option: compression ratio, compress and decompress MB/s per core, projected store size "
+        "and single-core transcode time for the whole archive, portability; then a recommendation.",
+    )
+    bc.add_argument("source", metavar="SOURCE", help="archive root: a directory or s3://bucket/prefix")
+    bc.add_argument("--sample", type=_positive_int, default=4, metavar="N", help="tiles to sample (default 4)")
+    bc.add_argument("--codec", action="append", metavar="SPEC",
+                    help="measure only these options (repeatable; default: the standard list)")
+    bc.add_argument("--budget", type=_positive_int, default=24, metavar="MiB",
+                    help="raw chunk bytes each option compresses, drawn evenly from the sample (default 24)")
+    bc.add_argument("--years", type=parse_years, metavar="LIST", help="sample and project only these years")
+    _add_layout_options(bc)
+    bc.add_argument("--inventory", metavar="PATH", help="reuse a Parquet inventory instead of listing SOURCE")
+    _add_output_options(bc)
+    add_s3_options(bc)
+    bc.set_defaults(func=cmd_bench_codecs)
+
     demo = sub.add_parser(
         "demo",
         help="generate a small synthetic archive and run the toolkit on it",
@@ -143,6 +208,60 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preset", default="tiny", choices=["tiny", "small"], help="archive size (default tiny)")
     _add_output_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    from transcode.mirrors.spec import allow_intermixed, non_negative_int
+
+    vm = sub.add_parser(
+        "verify-mirrors",
+        help="check that the mirrors of a store hold exactly the same objects; plan or make repairs",
+        description="Compare two or more copies of a store (local directories or s3://bucket/prefix, each with "
+        "its own S3 settings) by a streaming merge of their sorted listings, at a level chosen by cost; each level "
+        "includes the cheaper ones. list: presence and size. etag: ETags where they can prove equality (single-part "
+        "MD5s; multipart ETags with the same part count and a known part size); copies they cannot prove are "
+        "'unproven', never equal. manifest: each mirror against the store manifest written by convert (size, MD5, "
+        "CRC32C). zarr: zarr.json and other small objects read whole (JSON differences named), each shard's index "
+        "read with one ranged GET. content: every copy streamed and hashed (--sample N: N random objects plus "
+        "whatever the cheaper levels left unproven). Nothing is written to a mirror unless --repair is given. An "
+        "interrupted run resumes from its state file.",
+        epilog="Mirrors: NAME=URL (or URL, named m1, m2, ...), options per mirror with -O NAME:KEY=VALUE, keys "
+        "endpoint-url, region, profile, anonymous, path-style, ca-bundle, part-size (MiB, asserted for a server "
+        "that cannot report it); or a TOML/JSON --mirrors-file with [mirrors.NAME] tables (url = ..., and the same "
+        "keys). Exit codes: 0 in sync, 1 out of sync (or unproven), 2 unusable input, 130 interrupted.",
+    )
+    vm.add_argument("mirrors", nargs="*", metavar="MIRROR",
+                    help="[NAME=]URL: a directory or s3://bucket/prefix; with --mirrors-file, the names to use")
+    vm.add_argument("--mirrors-file", metavar="FILE", help="TOML (or .json) file naming each mirror")
+    vm.add_argument("--mirror-option", "-O", action="append", default=[], metavar="NAME:KEY=VALUE",
+                    help="an S3 setting of one mirror, e.g. ceph:endpoint-url=https://rgw.example.org (repeatable)")
+    vm.add_argument("--level", choices=["list", "etag", "manifest", "zarr", "content"], default="list",
+                    help="how far to go (default list)")
+    vm.add_argument("--sample", type=non_negative_int, metavar="N",
+                    help="content level: hash N random objects plus everything still unproven (0: only those)")
+    vm.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the --sample draw (default 0)")
+    vm.add_argument("--manifest", metavar="NAME|FILE",
+                    help="store manifest to check against: a mirror's, or a local manifest.parquet (default: the "
+                    "source of truth's, else the first mirror's that has one)")
+    vm.add_argument("--source-of-truth", metavar="NAME", help="the mirror the others must match (and repairs copy from)")
+    vm.add_argument("--repair-plan", metavar="FILE", help="write the copies and deletions that would bring every "
+                    "mirror in line with the source of truth (JSON lines)")
+    vm.add_argument("--repair", action="store_true", help="carry the plan out, then verify again")
+    vm.add_argument("--part-size", type=_positive_int, metavar="MiB", help="part size of repair copies whose source "
+                    "part size cannot be read (default: the store's recorded one)")
+    vm.add_argument("--keep-extra", action="store_true", help="repairs leave objects missing from the source alone")
+    vm.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                    help="leave keys matching this pattern out, e.g. '.tessera/journal/*' (repeatable)")
+    vm.add_argument("--concurrency", type=_positive_int, default=16, metavar="N",
+                    help="requests in flight at once (default 16)")
+    vm.add_argument("--retries", type=_positive_int, default=8, metavar="N",
+                    help="attempts per request on throttling (503 SlowDown), resets and timeouts (default 8)")
+    vm.add_argument("--timeout", type=float, metavar="SECONDS", help="connect/read timeout per request (default 60)")
+    vm.add_argument("--state", metavar="FILE", help="checkpoint file (default ./.tessera-verify-mirrors/<id>.json); "
+                    "a run of the same verification resumes from it")
+    vm.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    vm.add_argument("--json", action="store_true", help="JSON lines on stdout: one per difference, then a summary")
+    vm.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    vm.set_defaults(func=cmd_verify_mirrors)
+    allow_intermixed(vm)
     return parser
 
 
@@ -312,7 +431,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _check_shape(args)
     if _inside(Path(args.store), args.source) and not args.store.startswith("s3://"):
         raise UsageError(args.store, "the store would be written inside the source archive; choose another place")
-    report = convert(args.source, args.store, _convert_options(args))
+    options = _convert_options(args)
+    _warn_portability(args, options.codecs)
+    report = convert(args.source, args.store, options)
     return _print_convert(args, report)
 
 
@@ -321,7 +442,9 @@ def cmd_extend(args: argparse.Namespace) -> int:
     from transcode.convert import extend
 
     _check_shape(args)
-    report = extend(args.store, args.years, _convert_options(args), source=args.source)
+    options = _convert_options(args)
+    _warn_portability(args, options.codecs)
+    report = extend(args.store, args.years, options, source=args.source)
     return _print_convert(args, report)
 
 
@@ -347,6 +470,117 @@ def _print_convert(args: argparse.Namespace, report) -> int:
             print(f"note       the source also has years {report.years_outside_time_axis} outside the store's time axis "
                   f"{report.time[0]}..{report.time[-1]}: add later years with `tessera-transcode extend`")
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """`validate STORE`."""
+    from transcode.validate import ValidateOptions, validate
+
+    report = validate(args.store, ValidateOptions(
+        level=args.level, profile=args.profile, source=args.source, sample=args.sample, seed=args.seed,
+        workers=args.workers, progress=_progress(args), max_mismatches=args.max_mismatches,
+        store_options=s3_options(args, "store-"), source_options=s3_options(args, "source-")))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return report.exit_code
+
+
+def _warn_portability(args: argparse.Namespace, codecs: dict | None) -> None:
+    """One line on stderr when the browser or Rust/C++ readers cannot decode the codecs given with --codec."""
+    from transcode.codeccatalog import portability_warning
+
+    warning = portability_warning(codecs) if codecs else None
+    if warning:
+        print(f"tessera-transcode {args.command}: warning: {warning}", file=sys.stderr)
+
+
+def cmd_codecs(args: argparse.Namespace) -> int:
+    """`codecs`: every codec, its Zarr v3 name and the readers that decode it."""
+    from transcode.codeccatalog import catalog
+
+    doc = catalog()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    names = {r: v["name"] for r, v in doc["readers"].items()}
+    print(f"{'CODEC':8s} {'SPEC FORM':34s} {'ZARR V3 NAME (CONFIGURATION)':44s} DECODED BY (verified)")
+    for c in doc["codecs"]:
+        ok = c["readers"]
+        yes = [names[r] for r, v in ok.items() if v and not (r == "zarr-python+tessera" and ok["zarr-python"])]
+        no = [names[r] for r, v in ok.items() if not v]
+        conf = f" ({c['configuration']})" if c["configuration"] else ""
+        print(f"{c['codec']:8s} {c['form']:34s} {c['zarr_name'] + conf:44s} {', '.join(yes)}"
+              + (f"; NOT {', '.join(no)}" if no else ""))
+    print(f"\ndefault: {doc['default']} for both arrays. Readers: "
+          + "; ".join(f"{v['name']} {v['version']} ({v['kind']})".replace("  ", " ")
+                      for r, v in doc["readers"].items() if r != "zarr-python+tessera")
+          + ". Matrix per option: README, `--json`, tools/interop/matrix.py.")
+    return EXIT_OK
+
+
+def cmd_bench_codecs(args: argparse.Namespace) -> int:
+    """`bench-codecs SOURCE`: codec options measured on N tiles of the archive."""
+    from tqdm import tqdm
+
+    from transcode import codecbench
+    from transcode.codecs import parse_codec_spec
+    from transcode.convert import ConvertOptions, load_inventory
+    from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD
+
+    shard, chunk = args.shard_size or DEFAULT_SHARD, args.chunk_size or DEFAULT_CHUNK
+    if shard[0] % chunk[0] or shard[1] % chunk[1]:
+        raise UsageError("--shard-size", f"{shard} is not a multiple of --chunk-size {chunk}")
+    options = [parse_codec_spec(c).text for c in args.codec] if args.codec else list(codecbench.BENCH_OPTIONS)
+    inv = load_inventory(args.source, ConvertOptions(inventory=args.inventory, source_options=s3_options(args),
+                                                     progress=_progress(args)))
+    bar = tqdm(desc="bench-codecs", unit="step", disable=not _progress(args))
+    try:
+        sample = codecbench.take_sample(args.source, inv, args.sample, shard=shard, chunk=chunk,
+                                        years=args.years, budget=args.budget * 1024 * 1024,
+                                        source_options=s3_options(args), tick=lambda: bar.update(1))
+        bar.total = bar.n + len(options)
+        results = codecbench.run(sample, options, tick=lambda: bar.update(1))
+    finally:
+        bar.close()
+    best = codecbench.recommend(results)
+    exact = all(r.bit_exact for r in results)
+    if args.json:
+        print(json.dumps({"source": args.source, "sample": {
+            "tiles": sample.tiles, "input_bytes": sample.input_bytes, "build_seconds": sample.build_seconds,
+            "chunks": sample.chunks_total["embeddings"], "chunks_measured": len(sample.chunks["embeddings"])},
+            "archive": {"tile_years": sample.archive_tiles, "input_bytes": sample.archive_input_bytes},
+            "results": [r.to_dict() for r in results], "recommendation": best.option if best else None}, indent=2))
+        return EXIT_OK if exact else EXIT_PROBLEMS
+    print(f"sample     {len(sample.tiles)} tiles ({', '.join(sample.tiles)}): {_mb(sample.input_bytes)} input, "
+          f"{sample.chunks_total['embeddings']} inner chunks, {len(sample.chunks['embeddings'])} measured")
+    print(f"archive    {sample.archive_tiles} tile-years, {_mb(sample.archive_input_bytes)} input; "
+          "projections scale the sample by input bytes; speeds are per core")
+    print(f"\n{'CODEC OPTION':24s} {'RATIO':>6s} {'EMB':>5s} {'SCALES':>6s} {'COMPRESS':>10s} {'DECOMPRESS':>10s} "
+          f"{'STORE':>10s} {'1-CORE TIME':>11s}  PORTABILITY")
+    for r in results:
+        no = [k for k in ("tensorstore", "zarrs", "zarrita.js") if not r.readers[k]]
+        port = "every reader" if not no else "not " + ", ".join(no)
+        speeds = ("(copy)", "(copy)") if r.option == "none" else \
+            (f"{r.compress_mb_s:.0f} MB/s", f"{r.decompress_mb_s:.0f} MB/s")
+        print(f"{r.option:24s} {r.ratio:6.2f} {r.ratio_embeddings:5.2f} {r.ratio_scales:6.2f} "
+              f"{speeds[0]:>10s} {speeds[1]:>10s} {_mb(r.projected_store_bytes):>10s} "
+              f"{_duration(r.projected_seconds):>11s}  {port}" + ("" if r.bit_exact else "  NOT BIT-EXACT"))
+    if best:
+        print(f"\nrecommendation: --codec {best.option}  ({best.ratio:.2f}x, {_mb(best.projected_store_bytes)}, "
+              f"{_duration(best.projected_seconds)} on one core, decodes {best.decompress_mb_s:.0f} MB/s per core; "
+              "smallest store every reader decodes at >= 100 MB/s, within 2x the fastest portable transcode)")
+    else:
+        print("\nrecommendation: none of the measured options is portable, bit-exact and fast enough to decode")
+    return EXIT_OK if exact else EXIT_PROBLEMS
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.1f} s"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -377,6 +611,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_convert(argparse.Namespace(json=False), report)
         print(f"\nopen it:   python3 -c \"import zarr; print(zarr.open_group('{store_dir}', mode='r')['utm31/embeddings'].info)\"")
     return EXIT_OK if inv.clean and report.ok else EXIT_PROBLEMS
+
+
+def cmd_verify_mirrors(args: argparse.Namespace) -> int:
+    """`verify-mirrors MIRROR MIRROR [MIRROR...]`."""
+    from transcode.mirrors.engine import VerifyOptions
+    from transcode.mirrors.report import Reporter
+    from transcode.mirrors.run import sigterm_interrupts, verify_mirrors
+    from transcode.mirrors.spec import parse_mirrors
+
+    if (args.repair or args.repair_plan) and not args.source_of_truth:
+        raise UsageError("--repair" if args.repair else "--repair-plan", "needs --source-of-truth NAME")
+    if args.part_size is not None and args.part_size < 5:
+        raise UsageError("--part-size", "S3 multipart parts must be at least 5 MiB")
+    mirrors = parse_mirrors(args.mirrors, args.mirror_option, args.mirrors_file)
+    opts = VerifyOptions(level=args.level, sample=args.sample, seed=args.seed, manifest=args.manifest,
+                         source_of_truth=args.source_of_truth, exclude=tuple(args.exclude),
+                         concurrency=args.concurrency, attempts=args.retries, retries=min(args.retries, 4),
+                         timeout=args.timeout, state=args.state, restart=args.restart, progress=_progress(args))
+    with sigterm_interrupts():
+        summary = verify_mirrors(mirrors, opts, Reporter(json_lines=args.json), repair_plan=args.repair_plan,
+                                 repair=args.repair, part_size=args.part_size * 1024 * 1024 if args.part_size else None,
+                                 keep_extra=args.keep_extra)
+    return EXIT_OK if summary["in_sync"] else EXIT_PROBLEMS
 
 
 def _mb(n: int) -> str:

@@ -89,6 +89,9 @@ class S3Options:
     anonymous: bool = False
     path_style: bool = False
     ca_bundle: str | None = None
+    max_attempts: int | None = None  # botocore attempts per request, retries included (default 8)
+    timeout: float | None = None  # connect and read timeout in seconds (default botocore's 60)
+    max_connections: int | None = None  # HTTP connection pool size (default 32)
 
 
 class Storage(ABC):
@@ -99,6 +102,13 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under `prefix`, recursively, in UTF-8 binary key order (streamed)."""
+
+    def list_after(self, start_after: str) -> Iterator[ObjectInfo]:
+        """Every object whose key sorts after `start_after` (UTF-8 binary order), streamed: resumes a listing."""
+        after = start_after.encode("utf-8", "surrogateescape")
+        for obj in self.list():
+            if obj.key.encode("utf-8", "surrogateescape") > after:
+                yield obj
 
     @abstractmethod
     def list_dirs(self, prefix: str = "") -> list[str]:
@@ -183,7 +193,12 @@ class LocalStorage(Storage):
         start = prefix.strip("/")
         yield from self._walk(base, start)
 
-    def _walk(self, directory: Path, rel: str) -> Iterator[ObjectInfo]:
+    def list_after(self, start_after: str) -> Iterator[ObjectInfo]:
+        if not self.root.exists():
+            return
+        yield from self._walk(self.root, "", start_after.encode("utf-8", "surrogateescape"))
+
+    def _walk(self, directory: Path, rel: str, after: bytes | None = None) -> Iterator[ObjectInfo]:
         try:
             entries = list(os.scandir(directory))
         except OSError as e:
@@ -200,8 +215,17 @@ class LocalStorage(Storage):
         decorated.sort(key=lambda t: t[0])
         for _, entry, is_dir in decorated:
             key = f"{rel}/{entry.name}" if rel else entry.name
+            if after is not None:
+                bkey = key.encode("utf-8", "surrogateescape")
+                if is_dir and not after.startswith(bkey + b"/"):
+                    if bkey + b"/" < after:
+                        continue  # every key below sorts before `after`
+                    yield from self._walk(Path(entry.path), key)  # every key below sorts after it
+                    continue
+                if not is_dir and bkey <= after:
+                    continue
             if is_dir:
-                yield from self._walk(Path(entry.path), key)
+                yield from self._walk(Path(entry.path), key, after)
                 continue
             try:
                 st = entry.stat(follow_symlinks=True)
@@ -334,10 +358,15 @@ class S3Storage(Storage):
         self.options = options or S3Options()
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.requests: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()  # API calls made (a call retried twice counts once here, 3x in requests)
+        self.transient: Counter[str] = Counter()  # failed attempts that botocore may retry, by reason
         self._lock = threading.Lock()
         self._client = client if client is not None else self._make_client()
         if client is None:
-            self._client.meta.events.register("before-send.s3", self._count)
+            events = self._client.meta.events
+            events.register("before-send.s3", self._count)
+            events.register("before-call.s3", self._count_call)
+            events.register("needs-retry.s3", self._note_transient)
 
     def _make_client(self):
         import boto3
@@ -348,8 +377,10 @@ class S3Storage(Storage):
         cfg = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"mode": "standard", "max_attempts": 8},
-            max_pool_connections=32,
+            retries={"mode": "standard", "max_attempts": o.max_attempts or 8},
+            max_pool_connections=o.max_connections or 32,
+            connect_timeout=o.timeout or 60,
+            read_timeout=o.timeout or 60,
             s3={"addressing_style": "path" if o.path_style else "auto"},
             signature_version=botocore.UNSIGNED if o.anonymous else None,
         )
@@ -366,6 +397,32 @@ class S3Storage(Storage):
         with self._lock:
             self.requests[op] += 1
             self.requests["total"] += 1
+
+    def _count_call(self, event_name: str = "", **kwargs) -> None:
+        op = event_name.rsplit(".", 1)[-1] or "call"
+        with self._lock:
+            self.calls[op] += 1
+            self.calls["total"] += 1
+
+    def _note_transient(self, response=None, caught_exception=None, **kwargs) -> None:
+        # called after every attempt; counts only the failures botocore's retry policy may retry
+        reason = None
+        if caught_exception is not None:
+            reason = type(caught_exception).__name__
+        elif response is not None:
+            status = getattr(response[0], "status_code", 0)
+            code = (response[1] or {}).get("Error", {}).get("Code", "")
+            if status >= 500 or status == 429 or code in ("SlowDown", "Throttling", "ThrottlingException",
+                                                          "RequestTimeout", "RequestTimeTooSkewed"):
+                reason = f"{status} {code}".strip()
+        if reason:
+            with self._lock:
+                self.transient[reason] += 1
+
+    @property
+    def retries(self) -> int:
+        """HTTP requests sent beyond the API calls made: retried attempts."""
+        return max(0, self.requests["total"] - self.calls["total"])
 
     def _key(self, key: str) -> str:
         return join_key(self.prefix, key)
@@ -387,13 +444,14 @@ class S3Storage(Storage):
             return StorageError(where, f"S3 error {code or status}: {msg}".rstrip(": "))
         return StorageError(where, f"{type(exc).__name__}: {exc}")
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         full = self._key(prefix)
         if full and not full.endswith("/"):
             full += "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
+        extra = {"StartAfter": self._key(start_after)} if start_after else {}
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, **extra)
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = obj["Key"][strip:]
@@ -403,6 +461,43 @@ class S3Storage(Storage):
                                      obj["LastModified"].timestamp() if obj.get("LastModified") else None)
         except Exception as e:
             raise self._error(prefix, e) from e
+
+    def list_after(self, start_after: str) -> Iterator[ObjectInfo]:
+        return self.list("", start_after=start_after) if start_after else self.list()
+
+    def list_level(self, prefix: str = "", limit: int | None = None) -> tuple[list[ObjectInfo], list[str], bool]:
+        """One level below `prefix` ('' or ending in '/'): its objects and its sub-prefixes (ending in '/'), both
+        relative to the root, from a delimiter listing (for splitting a listing into parallel parts); the flag is
+        False when more than `limit` entries made it stop early."""
+        full = self._key(prefix) + "/" if prefix.strip("/") else (self.prefix + "/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        objs: list[ObjectInfo] = []
+        subs: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
+                                                                           Delimiter="/")
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][strip:]
+                    if key and not key.endswith("/"):
+                        objs.append(ObjectInfo(key, int(obj["Size"]), obj.get("ETag", "").strip('"') or None,
+                                               obj["LastModified"].timestamp() if obj.get("LastModified") else None))
+                subs += [p["Prefix"][strip:] for p in page.get("CommonPrefixes", [])]
+                if limit is not None and len(objs) + len(subs) > limit and page.get("IsTruncated"):
+                    return objs, subs, False
+        except Exception as e:
+            raise self._error(prefix, e) from e
+        return objs, subs, True
+
+    def part_info(self, key: str, part_number: int = 1) -> tuple[int, int | None]:
+        """(length of part `part_number`, number of parts) from one HEAD; parts is None when the server
+        ignores partNumber (Ceph RGW 16 answers with the whole object) or the object is a single PUT."""
+        try:
+            r = self._client.head_object(Bucket=self.bucket, Key=self._key(key), PartNumber=part_number)
+        except Exception as e:
+            raise self._error(key, e) from e
+        parts = r.get("PartsCount")
+        return int(r["ContentLength"]), (int(parts) if parts is not None else None)
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         full = self._key(prefix)
@@ -478,6 +573,8 @@ class S3Storage(Storage):
 
     def _share(self, parent: "S3Storage") -> "S3Storage":
         self.requests = parent.requests
+        self.calls = parent.calls
+        self.transient = parent.transient
         self._lock = parent._lock
         return self
 

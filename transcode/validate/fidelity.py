@@ -1,0 +1,365 @@
+"""The fidelity level: every pixel of the store (or of a sample of chunks) equals the legacy tile it came from under
+the placement rules of FORMATS.md §1.4, re-derived through the same `plan` the converter used: the later tile in
+canonical order wins an overlap, water (landmask 0) and invalid source scales become NaN, pixels without a tile
+keep the fill values. Embeddings are compared at every pixel (the converter copies them also where the scale is
+NaN). Counts exact, water-masked, invalid-scale, empty and overlap pixels; lists every mismatch with its tile, year
+and position."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
+
+import numpy as np
+from tqdm import tqdm
+
+from transcode.errors import ArchiveError, StorageError, UsageError
+from transcode.grid import PIXEL_M, ZoneGrid
+from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
+from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
+from transcode.plan import Placement, make_plan
+from transcode.validate.content import _from_dict, make_ref
+from transcode.validate.metadata import ZONE_RE
+from transcode.validate.nodes import StoreView
+from transcode.validate.report import ERROR, INFO, WARNING, FidelityCounts, Finding, ValidationReport
+from transcode.validate.shardio import ObjectRef, StoreAccess, read_index, read_selected, source_of, store_of, written
+from transcode.validate.structure import StructureResult
+from transcode.validate.zarrspec import DecodeError
+
+LEVEL = "fidelity"
+
+
+@dataclass(frozen=True)
+class FidelityUnit:
+    """One (embeddings, scales) shard pair and the tile windows that should have filled it."""
+
+    group: str
+    year: int
+    emb: ObjectRef
+    scales: ObjectRef
+    shard_row: int
+    shard_col: int
+    origin: tuple[float, float]
+    placements: tuple[Placement, ...]
+    select: tuple[int, ...] | None = None  # ordinals among the written scales chunks; None: every chunk
+    max_mismatches: int = 1000
+
+
+def _tile_files(source, p: Placement) -> tuple[NpyTileFile, NpyTileFile]:
+    emb_h = NpyHeader((1, 0), EMBEDDINGS_DTYPE, False, (p.height, p.width, BANDS), p.embeddings_offset)
+    sc_h = NpyHeader((1, 0), SCALES_DTYPE, False, (p.height, p.width), p.scales_offset)
+    return (NpyTileFile(source, p.embeddings_key, emb_h, "embeddings"),
+            NpyTileFile(source, p.scales_key, sc_h, "scales"))
+
+
+def fidelity_unit(unit: FidelityUnit, access: StoreAccess) -> dict:
+    """Compare one shard pair with its tiles; never raises (everything becomes a finding)."""
+    import numcodecs
+
+    numcodecs.blosc.set_nthreads(1)
+    out = {"findings": [], "counts": Counter(), "mismatches": [], "per_tile": {}, "reads": Counter()}
+    try:
+        _compare(unit, access, out)
+    except Exception as e:  # noqa: BLE001 - never crash on a corrupted store or source
+        out["findings"].append(Finding(ERROR, LEVEL, "unreadable", unit.scales.key,
+                                       f"not compared: {type(e).__name__}: {e}").to_dict())
+    out["counts"] = dict(out["counts"])
+    out["reads"] = dict(out["reads"])
+    return out
+
+
+def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
+    store, source = store_of(access), source_of(access)
+    es, ss = unit.emb.spec(), unit.scales.spec()
+    sh, sw = ss.chunk_shape[-2:]
+    ch, cw = ss.shard.inner_shape[-2:]
+    n_cols = sw // cw
+    e_index, raw1 = read_index(store, es.shard, unit.emb)
+    s_index, raw2 = read_index(store, ss.shard, unit.scales)
+    reads = out["reads"]
+    reads["bytes"] += len(raw1) + len(raw2)
+    reads["reads"] += 2
+    r_base, c_base = unit.shard_row * sh, unit.shard_col * sw
+    s_written = written(s_index)
+    if unit.select is None:
+        chunks = {int(i) for i in s_written} | {int(i) for i in written(e_index)}
+        for p in unit.placements:  # every chunk a tile touches, written or not
+            rr, cc = p.rows_in(r_base, r_base + sh), p.cols_in(c_base, c_base + sw)
+            if rr and cc:
+                for i in range((rr[0] - r_base) // ch, (rr[1] - 1 - r_base) // ch + 1):
+                    for j in range((cc[0] - c_base) // cw, (cc[1] - 1 - c_base) // cw + 1):
+                        chunks.add(i * n_cols + j)
+    else:
+        chunks = {int(s_written[o]) for o in unit.select if o < len(s_written)}
+    by_row: dict[int, list[int]] = defaultdict(list)
+    for k in sorted(chunks):
+        by_row[k // n_cols].append(k % n_cols)
+    files = {p: _tile_files(source, p) for p in unit.placements}
+    masks: dict[Placement, np.ndarray | None] = {}
+    e_chain, s_chain = es.chain(), ss.chain()
+    s_fill = np.float32(ss.fill)
+    e_fill = es.dtype.type(es.fill)
+    counts = out["counts"]
+    counts["shards"] += 1
+    for i, js in sorted(by_row.items()):
+        r0 = r_base + i * ch
+        c0 = c_base + min(js) * cw
+        width = (max(js) - min(js) + 1) * cw
+        colmask = np.zeros(width, dtype=bool)
+        for j in js:
+            colmask[(j - min(js)) * cw:(j - min(js) + 1) * cw] = True
+        colmask = np.broadcast_to(colmask, (ch, width))
+        # expected, painted in canonical order (later tiles overwrite earlier ones)
+        exp_e = np.zeros((ch, width, BANDS), dtype=EMBEDDINGS_DTYPE)
+        exp_raw = np.full((ch, width), np.inf, dtype=SCALES_DTYPE)
+        owner = np.full((ch, width), -1, dtype=np.int32)
+        cover = np.zeros((ch, width), dtype=np.uint8)
+        water = np.zeros((ch, width), dtype=bool)
+        for k, p in enumerate(unit.placements):
+            rr, cc = p.rows_in(r0, r0 + ch), p.cols_in(c0, c0 + width)
+            if rr is None or cc is None:
+                continue
+            win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
+            dst = (slice(rr[0] - r0, rr[1] - r0), slice(cc[0] - c0, cc[1] - c0))
+            ef, sf = files[p]
+            ef.read_into(win, exp_e[dst])
+            exp_raw[dst] = sf.read(win)
+            reads["source_bytes"] += exp_e[dst].nbytes + exp_raw[dst].nbytes
+            owner[dst] = k
+            cover[dst] += 1
+            water[dst] = False
+            mask = _mask(source, p, masks, out)
+            if mask is not None:
+                m = mask[win.row0:win.row1, win.col0:win.col1]
+                wv = water[dst]
+                wv[:m.shape[0], :m.shape[1]] = m == 0
+        has = owner >= 0
+        with np.errstate(invalid="ignore"):
+            invalid = has & ~((exp_raw > 0) & (exp_raw < 1))
+        water &= has
+        exp_s = exp_raw.copy()
+        exp_s[invalid | water] = np.nan
+        # the store's chunks of this row (absent chunks are the fill values)
+        st_e = np.full((BANDS, ch, width), e_fill, dtype=es.dtype)
+        st_s = np.full((ch, width), s_fill, dtype=np.float32)
+        want = [i * n_cols + j for j in js]
+        for index, ref, chain, target, is_emb in ((s_index, unit.scales, s_chain, st_s, False),
+                                                  (e_index, unit.emb, e_chain, st_e, True)):
+            for k, data in read_selected(store, ref.key, index, want, reads):
+                j = k % n_cols - min(js)
+                try:
+                    arr = chain.decode(data)
+                except DecodeError as e:
+                    spec = es if is_emb else ss
+                    out["findings"].append(Finding(ERROR, LEVEL, "decode", ref.key, f"inner chunk {k} does not "
+                                                   f"decode: {e}", chunk=spec.inner_coords(ref.coords, k)).to_dict())
+                    continue
+                if is_emb:
+                    target[:, :, j * cw:(j + 1) * cw] = arr.reshape(BANDS, ch, cw)
+                else:
+                    target[:, j * cw:(j + 1) * cw] = arr.reshape(ch, cw)
+        counts["chunks"] += len(js)
+        s_eq = (st_s == exp_s) | (np.isnan(st_s) & np.isnan(exp_s))
+        fin = np.isfinite(exp_s)
+        e_ne = (st_e != exp_e.transpose(2, 0, 1)).any(axis=0)
+        bad_s = ~s_eq & colmask
+        bad_e = s_eq & e_ne & colmask  # every pixel: the converter copies embeddings also where the scale is NaN
+        ok = colmask & ~bad_s & ~bad_e
+        counts["exact"] += int((ok & has & fin).sum())
+        counts["water_masked"] += int((ok & water).sum())
+        counts["invalid_scale"] += int((ok & has & ~water & ~fin).sum())
+        counts["empty"] += int((ok & ~has).sum())
+        counts["mismatched"] += int(bad_s.sum() + bad_e.sum())
+        counts["overlap"] += int(((cover >= 2) & colmask).sum())
+        for field, bad in (("scales", bad_s), ("embeddings", bad_e)):
+            if bad.any():
+                _record(unit, field, bad, owner, r0, c0, st_s, exp_s, st_e, exp_e, out)
+
+
+def _mask(source, p: Placement, masks: dict, out: dict) -> np.ndarray | None:
+    if p in masks:
+        return masks[p]
+    masks[p] = None
+    if p.landmask_key is not None:
+        try:
+            masks[p] = read_landmask(source, p.landmask_key)
+        except ArchiveError as e:  # the converter treats an unreadable landmask as all land; so do we
+            out["findings"].append(Finding(WARNING, LEVEL, "source-landmask", p.landmask_key,
+                                           f"landmask unreadable, compared as all land like the converter: {e}"
+                                           ).to_dict())
+    return masks[p]
+
+
+def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s, exp_s, st_e, exp_e, out) -> None:
+    """Per-tile counts (all of them, vectorised) and the individual mismatches (up to the cap) of one field in one
+    chunk row."""
+    key = unit.scales.key if field == "scales" else unit.emb.key
+    ox, oy = unit.origin
+    rs, cs = np.nonzero(bad)
+    owners = owner[rs, cs]
+    for k in np.unique(owners):
+        sel = owners == k
+        p = unit.placements[int(k)] if k >= 0 else None
+        rows, cols = r0 + rs[sel], c0 + cs[sel]
+        tile = p.tile if p else None
+        agg = out["per_tile"].get(f"{key}|{tile}|{field}")
+        if agg is None:
+            first = {"row": int(rows[0]), "col": int(cols[0]), "tile_row": int(rows[0]) - p.row if p else None,
+                     "tile_col": int(cols[0]) - p.col if p else None}
+            agg = out["per_tile"][f"{key}|{tile}|{field}"] = {
+                "key": key, "tile": tile, "year": unit.year, "group": unit.group, "field": field, "count": 0,
+                "first": first, "tile_rows": None, "tile_cols": None}
+        agg["count"] += int(sel.sum())
+        if field == "scales":
+            agg["store_fill"] = agg.get("store_fill", 0) + int(np.isposinf(st_s[rs[sel], cs[sel]]).sum())
+        if p:
+            lo_r, hi_r = int(rows.min()) - p.row, int(rows.max()) - p.row
+            lo_c, hi_c = int(cols.min()) - p.col, int(cols.max()) - p.col
+            old_r, old_c = agg["tile_rows"] or [lo_r, hi_r], agg["tile_cols"] or [lo_c, hi_c]
+            agg["tile_rows"] = [min(old_r[0], lo_r), max(old_r[1], hi_r)]
+            agg["tile_cols"] = [min(old_c[0], lo_c), max(old_c[1], hi_c)]
+    room = unit.max_mismatches - len(out["mismatches"])
+    for r, c in zip(rs[:max(0, room)], cs[:max(0, room)]):
+        k = int(owner[r, c])
+        p = unit.placements[k] if k >= 0 else None
+        row, col = r0 + int(r), c0 + int(c)
+        m = {"tile": p.tile if p else None, "year": unit.year, "group": unit.group, "key": key, "field": field,
+             "row": row, "col": col, "tile_row": row - p.row if p else None, "tile_col": col - p.col if p else None,
+             "x": ox + (col + 0.5) * PIXEL_M, "y": oy - (row + 0.5) * PIXEL_M}
+        if field == "scales":
+            m["store"], m["expected"] = float(st_s[r, c]), float(exp_s[r, c])
+        else:
+            diff = np.flatnonzero(st_e[:, r, c] != exp_e[r, c, :])
+            b = int(diff[0])
+            m["store"], m["expected"] = int(st_e[b, r, c]), int(exp_e[r, c, b])
+            m["band"] = b
+            m["bands_differing"] = int(diff.size)
+        out["mismatches"].append(m)
+
+
+# ------------------------------------------------------------------------------------------ orchestration
+
+def _zone_setup(view: StoreView, report: ValidationReport) -> dict[str, dict]:
+    """Per zone group: grid, time axis, shard and chunk shapes (from the store's own metadata)."""
+    zones = {}
+    for g in view.children(""):
+        if not (g.is_group and ZONE_RE.match(g.name)):
+            continue
+        emb, sc = view.child(g.path, "embeddings"), view.child(g.path, "scales")
+        time = view.time_values.get(g.path)
+        try:
+            a, _, c, _, e, f = g.attrs["spatial:transform"]
+            h, w = g.attrs["spatial:shape"]
+            ok = a == PIXEL_M and e == -PIXEL_M and emb.spec.sharded and sc.spec.sharded and time is not None
+        except Exception:  # noqa: BLE001 - a zone whose metadata is unusable is not compared
+            ok = False
+        if not ok:
+            report.add(Finding(WARNING, LEVEL, "not-compared", g.key, "zone not compared: its grid, time axis or shard "
+                               "layout is unusable (metadata findings)"))
+            continue
+        zones[g.path] = {"zone": int(g.name[3:]), "grid": ZoneGrid(int(g.name[3:]), float(c), float(f), int(h), int(w)),
+                         "time": list(time), "shard": tuple(sc.spec.chunk_shape[-2:]),
+                         "chunk": tuple(sc.spec.shard.inner_shape[-2:])}
+    return zones
+
+
+def check_fidelity(view: StoreView, structure: StructureResult, report: ValidationReport, access: StoreAccess,
+                   archive, *, sample: int | None, seed: int, workers: int, progress: bool,
+                   max_mismatches: int = 1000) -> None:
+    """Compare the store with the legacy archive (listed by `open_archive`) at `access.source_url`."""
+    from transcode.executors import make_executor
+    from transcode.legacy.inventory import build_inventory
+    from transcode.validate.content import sample_chunks
+
+    try:
+        inv = build_inventory(archive, workers=8, progress=progress)
+    except (ArchiveError, StorageError) as e:
+        raise UsageError(access.source_url, f"source archive unusable for --level fidelity: {e}") from e
+    zones = _zone_setup(view, report)
+    tasks = {}
+    skipped = []
+    for key in sorted({(z["shard"], z["chunk"], tuple(z["time"])) for z in zones.values()}):
+        group = {p: z for p, z in zones.items() if (z["shard"], z["chunk"], tuple(z["time"])) == key}
+        plan = make_plan(inv, zones=[z["zone"] for z in group.values()], shard=key[0], chunk=key[1],
+                         time=list(key[2]), grids={z["zone"]: z["grid"] for z in group.values()})
+        skipped += plan.skipped
+        for t in plan.tasks:
+            if t.group in group:
+                tasks[(t.group, t.t, t.shard_row, t.shard_col)] = t
+    for p in skipped:
+        report.add(Finding(INFO, LEVEL, "source-skipped", p.path, f"source tile {p.tile} {p.year} is unusable and "
+                           f"not expected in the store (the converter skips it too): {p.message}"))
+    manifest = None  # object checksums are the content level's business
+    units: list[tuple[FidelityUnit, int]] = []
+    present = set()
+    for ek, sk in structure.pairs:
+        e, s = structure.shards[ek], structure.shards[sk]
+        group = view.nodes[s.array].parent or ""
+        if group not in zones:
+            continue
+        t, sr, sc = s.coords
+        present.add((group, t, sr, sc))
+        if not (e.sound and s.sound):
+            report.add(Finding(INFO, LEVEL, "not-compared", sk, "not compared: a shard index is unusable "
+                               "(structure finding)"))
+            continue
+        z = zones[group]
+        task = tasks.get((group, t, sr, sc))
+        year = z["time"][t] if t < len(z["time"]) else None
+        units.append((FidelityUnit(group, year, make_ref(view, e.array, ek, e.size, e.coords, manifest),
+                                   make_ref(view, s.array, sk, s.size, s.coords, manifest), sr, sc,
+                                   (z["grid"].origin_x, z["grid"].origin_y), task.placements if task else (),
+                                   max_mismatches=max_mismatches), s.written or 0))
+    missing: dict[tuple, list] = defaultdict(list)
+    for (group, t, sr, sc), task in sorted(tasks.items()):
+        if (group, t, sr, sc) not in present:
+            missing[(group, task.year)].append(task)
+    for (group, year), ts in sorted(missing.items()):
+        tiles = sorted({p.tile for t in ts for p in t.placements})
+        report.add(Finding(WARNING, LEVEL, "not-converted", ts[0].key("scales"), f"{len(ts)} shards of {group} {year} "
+                           f"that the source fills ({len(tiles)} tiles, e.g. {tiles[0]}) are not in the store: "
+                           "no data yet (+inf), not compared", details={"shards": [t.key("scales") for t in ts][:100],
+                                                                       "tiles": tiles[:100]}))
+    if sample:
+        todo = [replace(u, select=ords) for u, ords in sample_chunks(units, sample, seed)]
+    else:
+        todo = [u for u, _ in units]
+    executor = make_executor(workers)
+    job = access if executor.name == "inline" else access.for_processes()
+    counts = FidelityCounts()
+    mismatches: list[dict] = []
+    per_tile: dict[str, dict] = {}
+    bar = tqdm(total=len(todo), desc="fidelity", unit="shard", disable=not progress)
+    try:
+        for res in executor.run(fidelity_unit, todo, job):
+            for f in res["findings"]:
+                report.add(_from_dict(f))
+            counts.add(res["counts"])
+            mismatches += res["mismatches"]
+            for k, agg in res["per_tile"].items():
+                per_tile[k] = agg
+            report.counters["bytes_read"] += res["reads"].get("bytes", 0)
+            report.counters["source_bytes_read"] += res["reads"].get("source_bytes", 0)
+            bar.update(1)
+    finally:
+        bar.close()
+        executor.close()
+    for agg in sorted(per_tile.values(), key=lambda a: (a["key"], a["tile"] or "", a["field"])):
+        first = agg["first"]
+        where = (f"tile {agg['tile']} {agg['year']} px (row {first['tile_row']}, col {first['tile_col']})"
+                 if agg["tile"] else f"{agg['group']} px (row {first['row']}, col {first['col']}), where no tile lies")
+        span = (f" within tile rows {agg['tile_rows'][0]}..{agg['tile_rows'][1]}, cols {agg['tile_cols'][0]}.."
+                f"{agg['tile_cols'][1]}" if agg["tile"] else "")
+        hint = (": the store holds no data there (+inf), so the tile came after the conversion or was lost"
+                if agg.get("store_fill") == agg["count"] and agg["tile"] else "")
+        report.add(Finding(ERROR, LEVEL, "pixel-mismatch", agg["key"], f"{agg['count']} pixels' {agg['field']} differ "
+                           f"from the source{span}; first at {where}{hint}",
+                           details={"tile": agg["tile"], "year": agg["year"], "field": agg["field"],
+                                    "count": agg["count"], "first": first}))
+    mismatches.sort(key=lambda m: (m["group"], m["year"] or 0, m["row"], m["col"], m["field"]))
+    counts.tile_years = len({(p.year, p.tile) for t in tasks.values() for p in t.placements})
+    report.fidelity = {"source": access.source_url, "sampled_chunks": sample, "compared": counts.compared,
+                       **{k: getattr(counts, k) for k in ("exact", "water_masked", "invalid_scale", "empty",
+                                                          "mismatched", "overlap", "chunks", "shards", "tile_years")},
+                       "mismatches": mismatches[:max_mismatches],
+                       "mismatches_truncated": len(mismatches) > max_mismatches or counts.mismatched > len(mismatches)}

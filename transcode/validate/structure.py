@@ -1,0 +1,286 @@
+"""The structure level: every object belongs to a node or is a valid chunk/shard key (else an orphan); every shard
+index is read with ONE ranged read of its tail, its CRC32C checked, its chunks inside the object and not
+overlapping; embeddings and scales shards pair up; missing shards are coverage, per zone and year, not errors."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from transcode.errors import StorageError
+from transcode.storage import Storage, join_key
+from transcode.store import SIDECAR
+from transcode.validate.metadata import ZONE_RE
+from transcode.validate.nodes import StoreView
+from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
+from transcode.validate.zarrspec import MISSING, ArraySpec, DecodeError, ShardLayout
+
+LEVEL = "structure"
+MAX_PER_SHARD = 10  # chunk findings listed per shard before summarising the rest
+
+
+@dataclass
+class ShardObject:
+    """One shard object as listed, and what its index said."""
+
+    array: str
+    key: str
+    size: int
+    coords: tuple[int, ...]
+    written: int | None = None  # inner chunks present; None when the index is unusable
+    sound: bool = False  # index read, CRC good, every chunk inside the object, no overlap
+
+
+@dataclass
+class StructureResult:
+    """Objects of the store by role."""
+
+    shards: dict[str, ShardObject] = field(default_factory=dict)  # key -> shard
+    chunks: dict[str, list[tuple[str, int, tuple]]] = field(default_factory=lambda: defaultdict(list))
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (embeddings shard key, scales shard key)
+
+
+def pair_key(emb: ArraySpec, coords: tuple[int, ...], group: str) -> str:
+    """Key of the scales shard beside the embeddings shard at `coords` (t, 0, r, c) -> (t, r, c)."""
+    return join_key(group, "scales", "c", *(str(c) for c in (coords[0], coords[2], coords[3])))
+
+
+def check_index(index: np.ndarray, layout: ShardLayout, size: int) -> list[tuple[str, str, int | None, str]]:
+    """Problems of a decoded shard index: (severity, code, inner chunk or None, message)."""
+    out: list[tuple[str, str, int | None, str]] = []
+    off, n = index[:, 0], index[:, 1]
+    empty = (off == MISSING) & (n == MISSING)
+    half = (off == MISSING) != (n == MISSING)
+    for i in np.flatnonzero(half):
+        out.append((ERROR, "shard-index", int(i), "index entry has one of offset/size set to 2^64-1 but not both"))
+    lo, hi = layout.data_range(size)
+    present = np.flatnonzero(~empty & ~half)
+    o, m = off[present], n[present]
+    outside = (o < lo) | (o > hi) | (m > hi - np.minimum(o, hi))
+    for j in np.flatnonzero(outside):
+        i = int(present[j])
+        out.append((ERROR, "shard-bounds", i, (f"chunk bytes {int(o[j])}..{int(o[j]) + int(m[j]) - 1} lie outside the "
+                    f"object's chunk region {lo}..{hi - 1} (object {size} bytes: truncated or bad index)")))
+    for j in np.flatnonzero(m == 0):
+        out.append((ERROR, "shard-index", int(present[j]),
+                    "index entry of size 0: no codec encodes a chunk in 0 bytes"))
+    inside = ~outside
+    if inside.sum() > 1:
+        order = np.argsort(o[inside], kind="stable")
+        idx = present[inside][order]
+        starts, ends = o[inside][order], o[inside][order] + m[inside][order]
+        prev_end = np.maximum.accumulate(ends)[:-1]
+        for j in np.flatnonzero(starts[1:] < prev_end):
+            out.append((ERROR, "shard-overlap", int(idx[j + 1]), (f"chunk bytes {int(starts[j + 1])}.."
+                        f"{int(ends[j + 1]) - 1} overlap an earlier chunk of the shard")))
+    if inside.any() and not out:
+        used = int(m[inside].sum())
+        gap = (hi - lo) - used
+        if gap > 0:
+            out.append((INFO, "shard-gap", None, f"{gap} bytes of the chunk region are referenced by no chunk"))
+    return out
+
+
+def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[list[Finding], np.ndarray | None, int]:
+    """Read one index tail (one ranged read) and check it; (findings, presence mask or None, bytes read)."""
+    layout = spec.shard
+    findings: list[Finding] = []
+    start, length = layout.index_range(shard.size)
+    if shard.size < layout.index_nbytes:
+        findings.append(Finding(ERROR, LEVEL, "shard-truncated", shard.key, f"object is {shard.size} bytes, shorter "
+                                f"than its {layout.index_nbytes}-byte shard index"))
+        return findings, None, 0
+    try:
+        raw = storage.read_range(shard.key, start, length)
+    except StorageError as e:
+        findings.append(Finding(ERROR, LEVEL, "shard-unreadable", shard.key,
+                                f"cannot read the shard index: {e.reason}"))
+        return findings, None, 0
+    try:
+        index = layout.parse_index(raw)
+    except DecodeError as e:
+        findings.append(Finding(ERROR, LEVEL, "shard-crc" if "CRC32C" in str(e) else "shard-index", shard.key,
+                                f"shard index unusable: {e} (truncated or overwritten shard)",
+                                details={"index_offset": start, "index_bytes": length}))
+        return findings, None, len(raw)
+    problems = check_index(index, layout, shard.size)
+    for sev, code, i, msg in problems[:MAX_PER_SHARD]:
+        findings.append(Finding(sev, LEVEL, code, shard.key, msg,
+                                chunk=spec.inner_coords(shard.coords, i) if i is not None else None))
+    if len(problems) > MAX_PER_SHARD:
+        findings.append(Finding(ERROR, LEVEL, "shard-index", shard.key,
+                                f"... and {len(problems) - MAX_PER_SHARD} more index problems in this shard"))
+    present = ~((index[:, 0] == MISSING) & (index[:, 1] == MISSING))
+    shard.written = int(present.sum())
+    shard.sound = not any(sev == ERROR for sev, *_ in problems)
+    if shard.written == 0:
+        findings.append(Finding(WARNING, LEVEL, "shard-empty", shard.key, "shard holds no chunk (shards without "
+                                "data are never written)"))
+    return findings, present, len(raw)
+
+
+def check_structure(view: StoreView, profile: str, report: ValidationReport, workers: int = 1,
+                    progress: bool = False, time_values: dict[str, list[int]] | None = None) -> StructureResult:
+    """List the store once, classify every object, read every shard index; findings go into `report`."""
+    storage = view.storage
+    result = StructureResult()
+    arrays = {n.path: n for n in view.arrays()}
+    orphans_by_owner: dict[str, list[str]] = defaultdict(list)
+    listed = Counter()
+    try:
+        objects = storage.list()
+        for obj in tqdm(objects, desc="listing", unit="obj", disable=not progress):
+            listed["objects"] += 1
+            listed["bytes"] += obj.size
+            key = obj.key
+            if key.startswith(SIDECAR + "/"):
+                listed["sidecar"] += 1
+                continue
+            parts = key.split("/")
+            name = parts[-1]
+            parent = "/".join(parts[:-1])
+            if name == "zarr.json" and parent in view.nodes:
+                listed["metadata"] += 1
+                continue
+            owner = None
+            for k in range(len(parts) - 1, 0, -1):
+                p = "/".join(parts[:k])
+                if p in arrays or p in view.nodes:
+                    owner = p
+                    break
+            node = arrays.get(owner) if owner is not None else None
+            if node is not None and node.spec is not None:
+                rel = key[len(owner) + 1:]
+                coords = node.spec.parse_chunk_key(rel)
+                if coords is not None:
+                    if node.spec.sharded:
+                        result.shards[key] = ShardObject(owner, key, obj.size, coords)
+                    else:
+                        result.chunks[owner].append((key, obj.size, coords))
+                    continue
+                why = f"not a chunk key of array /{owner} (grid {list(node.spec.grid)})"
+            elif owner is not None and owner in view.nodes and (view.nodes[owner].doc is None or
+                                                                 view.nodes[owner].is_array):
+                orphans_by_owner[owner].append(key)  # the node's zarr.json is broken: reported at metadata
+                continue
+            elif name.startswith(".") and name.endswith(".partial"):
+                why = "temporary object left by an interrupted write"
+            elif name == "zarr.json":
+                why = "zarr.json of a node not reachable from the root (its parent directory has no zarr.json)"
+            else:
+                why = "belongs to no node"
+            report.add(Finding(WARNING, LEVEL, "orphan", key, f"orphan object ({obj.size} bytes): {why}"))
+    except StorageError as e:
+        report.add(Finding(ERROR, LEVEL, "unreadable", "", f"cannot list the store: {e.reason}"))
+    for owner, keys in sorted(orphans_by_owner.items()):
+        report.add(Finding(WARNING, LEVEL, "unchecked", keys[0], f"{len(keys)} objects under /{owner} not checked: "
+                           f"its zarr.json is unusable (see metadata findings)", details={"node": owner}))
+    report.counters["objects_listed"] += listed["objects"]
+    report.counters["bytes_listed"] += listed["bytes"]
+
+    # shard indexes: one ranged read each; tessera pairs are read together so chunk presence can be compared
+    groups = {n.parent or "" for n in arrays.values()}
+    tessera = profile in ("tessera", "interop")
+    paired: set[str] = set()
+    jobs: list[tuple] = []
+    by_array: dict[str, list[ShardObject]] = defaultdict(list)
+    for sh in result.shards.values():
+        by_array[sh.array].append(sh)
+    if tessera:
+        for g in sorted(groups):
+            if not ZONE_RE.match(g.rsplit("/", 1)[-1] or "-"):
+                continue
+            emb, sc = arrays.get(join_key(g, "embeddings")), arrays.get(join_key(g, "scales"))
+            if not (emb and sc and emb.spec and sc.spec and emb.spec.sharded and sc.spec.sharded
+                    and len(emb.spec.shape) == 4 and len(sc.spec.shape) == 3
+                    and emb.spec.chunk_shape[2:] == sc.spec.chunk_shape[1:]
+                    and emb.spec.shard.inner_shape[2:] == sc.spec.shard.inner_shape[1:]):
+                continue  # the metadata level reports shards that cannot pair
+            for sh in by_array[emb.path]:
+                other = pair_key(emb.spec, sh.coords, g)
+                if other in result.shards:
+                    jobs.append(("pair", emb.spec, sh, sc.spec, result.shards[other]))
+                    paired |= {sh.key, other}
+                    result.pairs.append((sh.key, other))
+                else:
+                    report.add(Finding(ERROR, LEVEL, "shard-pairing", sh.key, f"embeddings shard has no scales shard "
+                                       f"beside it ({other})", details={"missing": other}))
+            for sh in by_array[sc.path]:
+                if sh.key not in paired:
+                    c = sh.coords
+                    other = join_key(g, "embeddings", "c", str(c[0]), "0", str(c[1]), str(c[2]))
+                    report.add(Finding(ERROR, LEVEL, "shard-pairing", sh.key, f"scales shard has no embeddings shard "
+                                       f"beside it ({other})", details={"missing": other}))
+    for key, sh in result.shards.items():
+        if key not in paired:
+            jobs.append(("single", arrays[sh.array].spec, sh))
+    lock = threading.Lock()
+
+    def run(job) -> list[Finding]:
+        try:
+            if job[0] == "single":
+                found, _, n = _shard_task(storage, job[1], job[2])
+                nread = 1
+            else:
+                _, es, eo, ss, so = job
+                f1, m1, n1 = _shard_task(storage, es, eo)
+                f2, m2, n2 = _shard_task(storage, ss, so)
+                found, n, nread = f1 + f2, n1 + n2, 2
+                if m1 is not None and m2 is not None and not np.array_equal(m1, m2):
+                    diff = np.flatnonzero(m1 != m2)
+                    for i in diff[:MAX_PER_SHARD]:
+                        has, lacks = (eo, so) if m1[i] else (so, eo)
+                        found.append(Finding(ERROR, LEVEL, "chunk-pairing", lacks.key, f"inner chunk present in "
+                                             f"{has.key} but absent here", chunk=ss.inner_coords(so.coords, int(i))))
+                    if diff.size > MAX_PER_SHARD:
+                        found.append(Finding(ERROR, LEVEL, "chunk-pairing", so.key, f"... and "
+                                             f"{diff.size - MAX_PER_SHARD} more unpaired inner chunks"))
+        except Exception as e:  # noqa: BLE001 - never crash on a corrupted store
+            found, n, nread = [Finding(ERROR, LEVEL, "internal", job[2].key, f"shard not checked: "
+                                       f"{type(e).__name__}: {e}")], 0, 0
+        with lock:
+            report.counters["shard_indexes"] += nread
+            report.counters["bytes_read"] += n
+        return found
+
+    bar = tqdm(total=sum(1 if j[0] == "single" else 2 for j in jobs), desc="shard indexes", unit="shard",
+               disable=not progress)
+    with ThreadPoolExecutor(max_workers=max(4, min(32, 8 * workers))) as pool:
+        for job, found in zip(jobs, pool.map(run, jobs)):
+            report.extend(found)
+            bar.update(1 if job[0] == "single" else 2)
+    bar.close()
+    report.coverage = coverage(view, result, time_values or {})
+    return result
+
+
+def coverage(view: StoreView, result: StructureResult, time_values: dict[str, list[int]]) -> list[dict]:
+    """Present / possible shards (or chunks) of every array with two or more dimensions, per time step."""
+    out = []
+    present: dict[str, Counter] = defaultdict(Counter)
+    for sh in result.shards.values():
+        present[sh.array][sh.coords[0]] += 1
+    for path, chunks in result.chunks.items():
+        for _, _, coords in chunks:
+            present[path][coords[0] if coords else 0] += 1
+    for node in sorted(view.arrays(), key=lambda n: n.path):
+        spec = node.spec
+        if spec is None or len(spec.shape) < 2:
+            continue
+        group = node.parent or ""
+        by_time = bool(spec.dimension_names) and spec.dimension_names[0] == "time" and spec.chunk_shape[0] == 1
+        years = time_values.get(group)
+        per_step = int(np.prod(spec.grid[1:], dtype=np.int64)) if by_time else int(np.prod(spec.grid, dtype=np.int64))
+        steps = range(spec.grid[0]) if by_time else [None]
+        for t in steps:
+            n = present[node.path][t] if t is not None else sum(present[node.path].values())
+            total = per_step
+            year = years[t] if years is not None and t is not None and t < len(years) else None
+            out.append({"array": node.path, "time_index": t, "year": year, "sharded": spec.sharded,
+                        "present": int(n), "total": int(total), "fraction": (n / total) if total else 0.0})
+    return out
