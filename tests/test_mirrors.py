@@ -343,6 +343,7 @@ def test_unusable_input_is_one_clear_line_and_exit_2(faulty, rgw_server, tmp_pat
         err = r.stderr.strip().splitlines()
         assert len(err) <= 2 and all(w in r.stderr for w in words), (words, r.stderr)
         assert "Traceback" not in r.stderr
+        assert not (tmp_path / ".tessera-verify-mirrors").exists(), "a run that verified nothing leaves no state"
     assert ms.snapshot() == before
 
 
