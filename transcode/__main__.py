@@ -1,7 +1,5 @@
 """`python -m transcode` runs the command line."""
 
-import sys
+from transcode.cli import run
 
-from transcode.cli import main
-
-sys.exit(main())
+run()

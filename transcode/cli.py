@@ -682,5 +682,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEMS
 
 
+def run() -> None:
+    """Console-script entry: run, flush, and leave without interpreter finalisation, where native thread pools
+    (pyarrow's, PROJ's) can abort the process ("terminate called without an active exception") after the work
+    is done and the exit code is decided."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

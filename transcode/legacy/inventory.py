@@ -129,6 +129,9 @@ def build_inventory(
     problems = list(archive.problems)
     landmask_key = {tile: obj.key for tile, obj in archive.landmasks.items()}
 
+    for t in archive.tiles:  # pyproj is not thread-safe: footprints are computed (and cached) here, not in workers
+        footprint(t.tile)
+
     def inspect(t: TileFiles) -> tuple[TileRecord, list[Problem]]:
         return _inspect_tile(archive, t, landmask_key.get(t.tile))
 
