@@ -114,6 +114,14 @@ class S3Server:
         env["AWS_DEFAULT_REGION"] = self.region
         return env
 
+    def apply_env(self, monkeypatch) -> None:
+        """Point this process's default AWS credentials at this server (for in-process storage clients)."""
+        for k, v in self.env().items():
+            if k.startswith("AWS_"):
+                monkeypatch.setenv(k, v)
+        for k in ("AWS_PROFILE", "AWS_CA_BUNDLE"):
+            monkeypatch.delenv(k, raising=False)
+
     def url(self, bucket: str, prefix: str = "") -> str:
         return f"s3://{bucket}/{prefix}"
 

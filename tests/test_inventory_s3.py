@@ -30,11 +30,7 @@ def _options(server) -> S3Options:
 @pytest.fixture()
 def aws_env(monkeypatch, uploaded):
     server = uploaded[0]
-    for k, v in server.env().items():
-        if k.startswith("AWS_"):
-            monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_CA_BUNDLE"):
-        monkeypatch.delenv(k, raising=False)
+    server.apply_env(monkeypatch)
     return server
 
 

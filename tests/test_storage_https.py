@@ -18,9 +18,7 @@ def _https_storage(server, bucket, prefix="p"):
 
 
 def test_put_multipart_and_ranged_read_over_https(rgw_server, monkeypatch):
-    for k, v in rgw_server.env().items():
-        if k.startswith("AWS_"):
-            monkeypatch.setenv(k, v)
+    rgw_server.apply_env(monkeypatch)
     bucket = rgw_server.new_bucket("tls")
     s = _https_storage(rgw_server, bucket)
     s.put("small.bin", b"hello over tls")
