@@ -13,7 +13,7 @@ from tqdm import tqdm
 from transcode import __version__
 from transcode.codecs import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.errors import ArchiveError, StoreError, UsageError
-from transcode.executors import Job, make_executor, run_task
+from transcode.executors import Executor, Job, make_executor, run_task
 from transcode.journal import entry_key, list_entries, read_entries, write_entry
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
@@ -146,6 +146,16 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
     """Convert a legacy archive into (or onward into) a Zarr v3 store."""
     options = options or ConvertOptions()
     t0 = clock.perf_counter()
+    # workers start (and import) while the inventory is read and the plan made
+    executor = make_executor(options.workers, options.scheduler)
+    try:
+        return _convert(source, store_url, options, executor, t0, time_axis, inventory)
+    finally:
+        executor.close()
+
+
+def _convert(source: str, store_url: str, options: ConvertOptions, executor: Executor, t0: float,
+             time_axis: list[int] | None, inventory: Inventory | None) -> ConvertReport:
     inv = inventory or load_inventory(source, options)
     store = open_storage(store_url, options.store_options)
     existing = read_settings(store)
@@ -197,7 +207,6 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
 
     failed: list[dict] = []
     written = in_bytes = out_bytes = 0
-    executor = make_executor(options.workers, options.scheduler)
     job = Job(source, options.source_options, store_url, options.store_options, settings)
     by_name = {t.name: t for t in todo}
     bar = tqdm(total=len(todo), unit="shard", desc="convert", disable=not options.progress)
@@ -222,7 +231,6 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
             bar.update(1)
     finally:
         bar.close()
-        executor.close()
 
     manifest_written = False
     if not nothing:

@@ -34,6 +34,14 @@ def _storage(url: str, options: S3Options) -> Storage:
     return _STORAGES[key]
 
 
+def warm_up() -> None:
+    """Import what a task needs (a worker's first task would otherwise pay for it)."""
+    import numcodecs
+    import rasterio  # noqa: F401  (landmasks)
+
+    numcodecs.blosc.set_nthreads(1)
+
+
 def run_task(task: ShardTask, job: Job) -> ShardResult:
     """Build one shard; the function every executor runs (importable by worker processes)."""
     import numcodecs
@@ -64,6 +72,8 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        for _ in range(workers):  # start the workers now: their imports overlap the caller's planning
+            self.pool.submit(warm_up)
 
     def run(self, fn, tasks, job):
         pending = set()

@@ -15,6 +15,7 @@ from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
 from transcode.plan import Placement, ShardTask
 from transcode.shardwriter import ShardWriter
 from transcode.storage import DEFAULT_PART_SIZE, ObjectWriter, Storage
+from transcode.transpose import band_to_chunks, chunk_layout
 
 EMB_FILL = 0
 SCALE_FILL = np.float32(np.inf)
@@ -112,6 +113,10 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     emb_w = ShardWriter(emb_sink, n_rows * n_cols, settings.codecs["embeddings"].encoder(EMBEDDINGS_DTYPE))
     sc_w = ShardWriter(sc_sink, n_rows * n_cols, settings.codecs["scales"].encoder(SCALES_DTYPE))
     input_bytes = 0
+    # one set of band buffers for the whole shard: the pages are faulted in once, not once per band
+    emb_band = np.empty(band * sw * BANDS, dtype=EMBEDDINGS_DTYPE)
+    emb_chunks = np.empty_like(emb_band)
+    sc_band = np.empty(band * sw, dtype=SCALES_DTYPE)
     try:
         for r0 in range(0, sh, band):
             r1 = min(sh, r0 + band)
@@ -125,19 +130,27 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
             j1 = -(-(max(cc[1] for _, _, cc in hits) - c_base) // cw)
             x0 = c_base + j0 * cw
             rows, cols = r1 - r0, (j1 - j0) * cw
-            emb = np.zeros((rows, cols, BANDS), dtype=EMBEDDINGS_DTYPE)
-            sc = np.full((rows, cols), SCALE_FILL, dtype=SCALES_DTYPE)
-            for p, rr, cc in hits:
+            emb = emb_band[:rows * cols * BANDS].reshape(rows, cols, BANDS)
+            sc = sc_band[:rows * cols].reshape(rows, cols)
+            sc.fill(SCALE_FILL)
+            targets = [(slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
+                       for _, rr, cc in hits]
+            covered = np.zeros((rows, cols), dtype=bool)
+            for dst in targets:
+                covered[dst] = True
+            if not covered.all():  # clear only what no tile overwrites (a full clear costs a memset per band)
+                emb[~covered] = EMB_FILL
+            for (p, rr, cc), dst in zip(hits, targets):
                 win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
                 e_file, s_file = files[p]
-                dst = (slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
                 e_file.read_into(win, emb[dst])
                 s = s_file.read(win)
                 mask = masks[p]
                 sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
                 sc[dst] = s
                 input_bytes += emb[dst].nbytes + s.nbytes
-            _emit(emb, sc, r0 // ch, j0, n_cols, ch, cw, emb_w, sc_w)
+            chunks = band_to_chunks(emb, ch, cw, emb_chunks[:emb.size].reshape(chunk_layout(rows, cols, BANDS, ch, cw)))
+            _emit(chunks, sc, r0 // ch, j0, n_cols, emb_w, sc_w)
         emb_w.finish()
         sc_w.finish()
         emb_sink.commit()
@@ -152,21 +165,14 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
                        placements=len(task.placements))
 
 
-def _emit(emb: np.ndarray, sc: np.ndarray, first_row: int, first_col: int, n_cols: int, ch: int, cw: int,
+def _emit(emb_chunks: np.ndarray, sc: np.ndarray, first_row: int, first_col: int, n_cols: int,
           emb_w: ShardWriter, sc_w: ShardWriter) -> None:
-    """Cut a band into inner chunks (C order) and hand the non-empty ones to the writers."""
-    nr, nc = emb.shape[0] // ch, emb.shape[1] // cw
+    """Hand a band's non-empty inner chunks (C order) to the writers; a chunk whose scales are all +inf
+    (no tile there) stays empty and reads as the fill value."""
+    nr, nc, _, ch, cw = emb_chunks.shape
     sc_chunks = sc.reshape(nr, ch, nc, cw).transpose(0, 2, 1, 3)
-    empty = np.isposinf(sc_chunks).all(axis=(2, 3))
-    e_buf = np.empty((BANDS, ch, cw), dtype=emb.dtype)
-    s_buf = np.empty((ch, cw), dtype=sc.dtype)
-    for i in range(nr):
-        for j in range(nc):
-            if empty[i, j]:
-                continue
-            k = (first_row + i) * n_cols + first_col + j
-            # (y, x, band) -> (band, y, x), one chunk at a time so the copy stays in cache
-            np.copyto(e_buf, emb[i * ch:(i + 1) * ch, j * cw:(j + 1) * cw].transpose(2, 0, 1))
-            np.copyto(s_buf, sc_chunks[i, j])
-            emb_w.add(k, e_buf)
-            sc_w.add(k, s_buf)
+    filled = ~np.isposinf(sc_chunks).all(axis=(2, 3))
+    for i, j in zip(*np.nonzero(filled)):
+        k = (first_row + int(i)) * n_cols + first_col + int(j)
+        emb_w.add(k, emb_chunks[i, j])
+        sc_w.add(k, sc_chunks[i, j])

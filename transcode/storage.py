@@ -12,61 +12,19 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import crc32c
 
 from transcode.errors import StorageError
+from transcode.filewriter import FileWriter
+from transcode.objectwriter import ObjectWriter
+from transcode.writebehind import WriteBehind
 
 READ_BLOCK = 8 * 1024 * 1024
 DEFAULT_PART_SIZE = 64 * 1024 * 1024
 PARTIAL_SUFFIX = ".partial"
-
-
-class ObjectWriter(ABC):
-    """Streams one object; nothing is visible under its key until `commit()` returns."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.md5 = hashlib.md5()
-        self.crc = 0
-        self.parts: list[bytes] = []  # binary MD5 of each uploaded part (multipart ETag)
-
-    def write(self, data: bytes | memoryview) -> None:
-        """Append bytes."""
-        self.size += len(data)
-        self.md5.update(data)
-        self.crc = crc32c.crc32c(data, self.crc)
-        self._write(data)
-
-    @abstractmethod
-    def _write(self, data: bytes | memoryview) -> None: ...
-
-    @abstractmethod
-    def commit(self) -> None:
-        """Make the object visible, whole."""
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Discard everything written; the key is left as it was."""
-
-    @property
-    def etag(self) -> str | None:
-        """The object's ETag as written: S3 single PUT = MD5, multipart = MD5 of part MD5s + '-N'."""
-        if len(self.parts) > 1:
-            return hashlib.md5(b"".join(self.parts)).hexdigest() + f"-{len(self.parts)}"
-        return self.md5.hexdigest()
-
-    def __enter__(self) -> "ObjectWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 @dataclass(frozen=True)
@@ -286,7 +244,7 @@ class LocalStorage(Storage):
             raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
 
     def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
-        return _LocalWriter(self._path(key), part_size)
+        return FileWriter(self._path(key), self._path(key).with_name(f".{self._path(key).name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"))
 
     def delete(self, key: str) -> None:
         try:
@@ -313,40 +271,6 @@ class LocalStorage(Storage):
 
     def describe(self, key: str = "") -> str:
         return str(self._path(key))
-
-
-class _LocalWriter(ObjectWriter):
-    """Write to `.<name>.<random>.partial` beside the target, fsync, then rename over it."""
-
-    def __init__(self, path: Path, part_size: int) -> None:
-        super().__init__()
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
-        self._f = open(self.tmp, "wb")
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._f.write(data)
-
-    def commit(self) -> None:
-        try:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            os.replace(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise StorageError(str(self.path), f"cannot write: {e.strerror or e}") from e
-
-    def abort(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-        self.tmp.unlink(missing_ok=True)
-
-    @property
-    def etag(self) -> str | None:
-        """Files have no ETag."""
-        return None
 
 
 class S3Storage(Storage):
@@ -580,8 +504,9 @@ class S3Storage(Storage):
 
 
 class _S3Writer(ObjectWriter):
-    """One PUT when the object fits in one part; otherwise a multipart upload of fixed-size parts,
-    visible only once completed (an aborted upload leaves nothing)."""
+    """One PUT when the object fits in one part; otherwise a multipart upload of fixed-size parts, each
+    uploaded from a background thread while the next is filled (one in flight), visible only once completed
+    (an aborted upload leaves nothing)."""
 
     def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
         super().__init__()
@@ -592,16 +517,25 @@ class _S3Writer(ObjectWriter):
         self._buf = bytearray()
         self._upload_id: str | None = None
         self._done: list[dict] = []
+        self._behind: WriteBehind | None = None
 
     def _write(self, data: bytes | memoryview) -> None:
         self._buf += data
-        while len(self._buf) >= self.part_size:
-            part = bytes(self._buf[: self.part_size])
-            del self._buf[: self.part_size]
-            self._upload(part)
+        try:
+            while len(self._buf) >= self.part_size:
+                part = bytes(self._buf[: self.part_size])
+                del self._buf[: self.part_size]
+                if self._behind is None:
+                    self._behind = WriteBehind(f"upload {self.key}")
+                self._behind.drain()  # one part in flight: memory stays at two parts
+                self._behind.submit(self._upload, part)
+        except BaseException:
+            self.abort()
+            raise
 
     def _upload(self, part: bytes) -> None:
         c = self.s._client
+        self._digest(part)
         try:
             if self._upload_id is None:
                 self._upload_id = c.create_multipart_upload(Bucket=self.s.bucket, Key=self.full)["UploadId"]
@@ -610,33 +544,38 @@ class _S3Writer(ObjectWriter):
             r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id, PartNumber=n, Body=part,
                               ContentMD5=base64.b64encode(digest).decode())
         except Exception as e:
-            self.abort()
             raise self.s._error(self.key, e) from e
         self.parts.append(digest)
         self._done.append({"PartNumber": n, "ETag": r["ETag"]})
 
     def commit(self) -> None:
         c = self.s._client
-        if self._upload_id is None:
+        if self._behind is None:
             body = bytes(self._buf)
+            self._digest(body)
             try:
                 c.put_object(Bucket=self.s.bucket, Key=self.full, Body=body,
-                             ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode())
+                             ContentMD5=base64.b64encode(self.md5.digest()).decode())
             except Exception as e:
                 raise self.s._error(self.key, e) from e
             self._buf = bytearray()
             return
-        if self._buf:
-            self._upload(bytes(self._buf))
-            self._buf = bytearray()
         try:
+            self._behind.drain()
+            if self._buf:
+                self._upload(bytes(self._buf))
+                self._buf = bytearray()
             c.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
                                         MultipartUpload={"Parts": self._done})
         except Exception as e:
             self.abort()
-            raise self.s._error(self.key, e) from e
+            raise e if isinstance(e, StorageError) else self.s._error(self.key, e) from e
+        finally:
+            self._behind.close()
 
     def abort(self) -> None:
+        if self._behind is not None:
+            self._behind.close()
         if self._upload_id is not None:
             try:
                 self.s._client.abort_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id)
