@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,18 @@ def run_task(task: ShardTask, job: Job) -> ShardResult:
                        _storage(job.store_url, job.store_options))
 
 
+@contextmanager
+def _environment(**defaults: str) -> Iterator[None]:
+    """Set environment variables that are not set yet, for processes started inside the block."""
+    added = [k for k in defaults if k not in os.environ]
+    os.environ.update({k: defaults[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 class Executor:
     """Runs `fn(task, job)` for many tasks and yields results as they finish (bounded in flight)."""
 
@@ -72,8 +86,11 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        for _ in range(workers):  # start the workers now: their imports overlap the caller's planning
-            self.pool.submit(warm_up)
+        # start the workers now, so their imports overlap the caller's planning; one BLAS thread each (numpy's
+        # OpenBLAS pool would otherwise spin beside the encoders; the environment is read at import)
+        with _environment(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"):
+            for _ in range(workers):
+                self.pool.submit(warm_up)
 
     def run(self, fn, tasks, job):
         pending = set()
