@@ -17,7 +17,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -m pip install --quiet --disable-pip-version-check -c tools/constraints.txt -e '.[test]'
 
 # zarrita.js for the interop matrix (tests/test_codecs_interop.py): pinned by tools/interop/package-lock.json
 if ! cmp -s tools/interop/package-lock.json tools/interop/node_modules/.installed-from-lock; then
