@@ -132,7 +132,7 @@ def execute(plan: Path, storages: dict[str, Storage], store_part: int, retrier: 
         counts[kind] += 1
         report(res)
 
-    workers = max(1, min(concurrency, 4))  # each S3 copy buffers one part in memory
+    workers = max(1, min(concurrency, 4))  # each S3 copy holds up to two parts (one filling, one uploading)
     with ThreadPoolExecutor(workers) as pool:
         window: deque = deque()
         for op in ops():
