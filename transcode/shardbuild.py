@@ -109,15 +109,19 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
         except ArchiveError:
             masks[p] = None  # an unreadable landmask is reported by inventory; the tile counts as all land
     emb_sink = store.open_writer(task.key("embeddings"), settings.part_size)
-    sc_sink = store.open_writer(task.key("scales"), settings.part_size)
-    emb_w = ShardWriter(emb_sink, n_rows * n_cols, settings.codecs["embeddings"].encoder(EMBEDDINGS_DTYPE))
-    sc_w = ShardWriter(sc_sink, n_rows * n_cols, settings.codecs["scales"].encoder(SCALES_DTYPE))
-    input_bytes = 0
-    # one set of band buffers for the whole shard: the pages are faulted in once, not once per band
-    emb_band = np.empty(band * sw * BANDS, dtype=EMBEDDINGS_DTYPE)
-    emb_chunks = np.empty_like(emb_band)
-    sc_band = np.empty(band * sw, dtype=SCALES_DTYPE)
     try:
+        sc_sink = store.open_writer(task.key("scales"), settings.part_size)
+    except BaseException:
+        emb_sink.abort()  # its temporary file and writer thread go with it
+        raise
+    input_bytes = 0
+    try:
+        emb_w = ShardWriter(emb_sink, n_rows * n_cols, settings.codecs["embeddings"].encoder(EMBEDDINGS_DTYPE))
+        sc_w = ShardWriter(sc_sink, n_rows * n_cols, settings.codecs["scales"].encoder(SCALES_DTYPE))
+        # one set of band buffers for the whole shard: the pages are faulted in once, not once per band
+        emb_band = np.empty(band * sw * BANDS, dtype=EMBEDDINGS_DTYPE)
+        emb_chunks = np.empty_like(emb_band)
+        sc_band = np.empty(band * sw, dtype=SCALES_DTYPE)
         for r0 in range(0, sh, band):
             r1 = min(sh, r0 + band)
             hits = [(p, p.rows_in(r_base + r0, r_base + r1), p.cols_in(c_base, c_base + sw))
