@@ -91,14 +91,13 @@ class FileWriter(ObjectWriter):
     def _flush(self, buf: mmap.mmap, n: int, offset: int) -> None:
         """Background thread: digest `n` bytes of `buf`, write them at `offset`, give the buffer back."""
         try:
-            view = memoryview(buf)
-            self._digest(view[:n])
-            length = n
-            if self.direct and n % ALIGN:  # O_DIRECT writes whole blocks; commit truncates the padding away
-                length = n + (-n % ALIGN)
-                buf[n:length] = bytes(length - n)
-            self._pwrite_all(view[:length], offset)
-            view.release()
+            with memoryview(buf) as view:
+                self._digest(view[:n])
+                length = n
+                if self.direct and n % ALIGN:  # O_DIRECT writes whole blocks; commit truncates the padding away
+                    length = n + (-n % ALIGN)
+                    buf[n:length] = bytes(length - n)
+                self._pwrite_all(view[:length], offset)
         except OSError as e:
             raise StorageError(str(self.path), f"cannot write: {e.strerror or e}") from e
         finally:

@@ -127,6 +127,11 @@ class Storage(ABC):
         return join_key(self.url.rstrip("/"), key) if key else self.url
 
 
+def _partial_path(path: Path) -> Path:
+    """A unique temporary name beside `path` (`.<name>.<random>.partial`), discarded by the next run if left."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
+
+
 def join_key(*parts: str) -> str:
     """Join key parts with single slashes, ignoring empty parts."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
@@ -232,7 +237,7 @@ class LocalStorage(Storage):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        tmp = _partial_path(path)
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -244,7 +249,8 @@ class LocalStorage(Storage):
             raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
 
     def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
-        return FileWriter(self._path(key), self._path(key).with_name(f".{self._path(key).name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"))
+        path = self._path(key)
+        return FileWriter(path, _partial_path(path))
 
     def delete(self, key: str) -> None:
         try:
@@ -567,9 +573,12 @@ class _S3Writer(ObjectWriter):
                 self._buf = bytearray()
             c.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
                                         MultipartUpload={"Parts": self._done})
+        except StorageError:
+            self.abort()
+            raise
         except Exception as e:
             self.abort()
-            raise e if isinstance(e, StorageError) else self.s._error(self.key, e) from e
+            raise self.s._error(self.key, e) from e
         finally:
             self._behind.close()
 
