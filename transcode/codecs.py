@@ -15,12 +15,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import crc32c as _crc32c
 import numcodecs
 import numpy as np
 
 from transcode.errors import UsageError
+
+if TYPE_CHECKING:
+    from transcode.batchencode import BatchEncoder
 
 ARRAYS = ("embeddings", "scales")
 NAMES = ("blosc", "zstd", "gzip", "brotli", "snappy", "lz4", "none")
@@ -139,6 +143,15 @@ class CodecSpec:
             data = compress(a)
             return data + _crc32c.crc32c(data).to_bytes(4, "little")
         return with_crc
+
+    def batch_encoder(self, dtype: np.dtype, chunk_nbytes: int) -> BatchEncoder | None:
+        """A C loop giving `encoder`'s bytes for many inner chunks per call (Blosc without +crc32c), else None."""
+        from transcode.batchencode import batch_encoder
+
+        if self.name != "blosc" or self.crc32c:
+            return None
+        dtype = np.dtype(dtype)
+        return batch_encoder(self.cname, self.level, self._blosc_shuffle(dtype), dtype.itemsize, chunk_nbytes)
 
     def decoder(self, dtype: np.dtype) -> Decoder:
         """Decode one stored inner chunk back to its raw C-order bytes (verifying the CRC32C if there is one)."""

@@ -116,8 +116,11 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
         raise
     input_bytes = 0
     try:
-        emb_w = ShardWriter(emb_sink, n_rows * n_cols, settings.codecs["embeddings"].encoder(EMBEDDINGS_DTYPE))
-        sc_w = ShardWriter(sc_sink, n_rows * n_cols, settings.codecs["scales"].encoder(SCALES_DTYPE))
+        emb_spec, sc_spec = settings.codecs["embeddings"], settings.codecs["scales"]
+        emb_w = ShardWriter(emb_sink, n_rows * n_cols, emb_spec.encoder(EMBEDDINGS_DTYPE),
+                            emb_spec.batch_encoder(EMBEDDINGS_DTYPE, BANDS * ch * cw))
+        sc_w = ShardWriter(sc_sink, n_rows * n_cols, sc_spec.encoder(SCALES_DTYPE),
+                           sc_spec.batch_encoder(SCALES_DTYPE, SCALES_DTYPE.itemsize * ch * cw))
         # one set of band buffers for the whole shard: the pages are faulted in once, not once per band
         emb_band = np.empty(band * sw * BANDS, dtype=EMBEDDINGS_DTYPE)
         emb_chunks = np.empty_like(emb_band)
@@ -174,9 +177,9 @@ def _emit(emb_chunks: np.ndarray, sc: np.ndarray, first_row: int, first_col: int
     """Hand a band's non-empty inner chunks (C order) to the writers; a chunk whose scales are all +inf
     (no tile there) stays empty and reads as the fill value."""
     nr, nc, _, ch, cw = emb_chunks.shape
-    sc_chunks = sc.reshape(nr, ch, nc, cw).transpose(0, 2, 1, 3)
-    filled = ~np.isposinf(sc_chunks).all(axis=(2, 3))
-    for i, j in zip(*np.nonzero(filled)):
-        k = (first_row + int(i)) * n_cols + first_col + int(j)
-        emb_w.add(k, emb_chunks[i, j])
-        sc_w.add(k, sc_chunks[i, j])
+    sc_chunks = np.ascontiguousarray(sc.reshape(nr, ch, nc, cw).transpose(0, 2, 1, 3)).reshape(nr * nc, ch, cw)
+    which = np.flatnonzero(~np.isposinf(sc_chunks).all(axis=(1, 2)))
+    i, j = np.divmod(which, nc)
+    ks = (first_row + i) * n_cols + first_col + j
+    emb_w.add_run(ks, emb_chunks.reshape(nr * nc, *emb_chunks.shape[2:]), which)
+    sc_w.add_run(ks, sc_chunks, which)

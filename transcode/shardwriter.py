@@ -5,6 +5,7 @@ from __future__ import annotations
 import crc32c
 import numpy as np
 
+from transcode.batchencode import BatchEncoder
 from transcode.codecs import Encoder
 from transcode.storage import ObjectWriter
 
@@ -14,9 +15,12 @@ MISSING = np.uint64(2**64 - 1)
 class ShardWriter:
     """Writes a `sharding_indexed` shard (index at the end, `bytes` little endian + `crc32c` index codecs)."""
 
-    def __init__(self, sink: ObjectWriter, n_chunks: int, encode: Encoder) -> None:
+    def __init__(self, sink: ObjectWriter, n_chunks: int, encode: Encoder, batch: BatchEncoder | None = None) -> None:
         self.sink = sink
         self.encode = encode
+        self.batch = batch
+        # the batch encoder's output: small enough to stay in cache until the sink copies it
+        self._scratch = bytearray(max(1 << 20, 4 * batch.worst)) if batch else None
         self.index = np.full((n_chunks, 2), MISSING, dtype="<u8")
         self.offset = 0
         self.last = -1
@@ -34,6 +38,36 @@ class ShardWriter:
         self.index[i] = (self.offset, len(data))
         self.offset += len(data)
         self.chunks_written += 1
+
+    def add_run(self, ks: np.ndarray, chunks: np.ndarray, which: np.ndarray) -> None:
+        """Append inner chunks `ks` (increasing C-order positions in the shard); chunk `ks[t]` is
+        `chunks[which[t]]`, `chunks` holding one C-ordered inner chunk per entry of its first axis."""
+        ks = np.asarray(ks, dtype=np.int64)
+        which = np.asarray(which, dtype=np.int64)
+        if len(ks) == 0:
+            return
+        if len(which) != len(ks):
+            raise ValueError(f"{len(ks)} chunk positions but {len(which)} chunks")
+        if ks[0] <= self.last or np.any(np.diff(ks) <= 0):
+            raise ValueError(f"inner chunks must be added in increasing order ({ks.tolist()} after {self.last})")
+        if self.batch is None or not chunks.flags.c_contiguous or chunks[0].nbytes != self.batch.chunk_nbytes:
+            for k, w in zip(ks.tolist(), which.tolist()):
+                self.add(k, chunks[w])
+            return
+        flat = chunks.reshape(len(chunks), -1).view(np.uint8)
+        sizes = np.empty(len(ks), dtype=np.int64)
+        scratch = memoryview(self._scratch)
+        t = 0
+        while t < len(ks):
+            t2, fill = self.batch(flat, which, t, scratch, sizes)
+            self.sink.write(scratch[:fill])
+            run = sizes[t:t2]
+            self.index[ks[t:t2], 0] = self.offset + np.cumsum(run) - run
+            self.index[ks[t:t2], 1] = run
+            self.offset += fill
+            t = t2
+        self.last = int(ks[-1])
+        self.chunks_written += len(ks)
 
     def finish(self) -> int:
         """Append the index and its CRC32C; returns the shard's size. The caller commits the sink."""
