@@ -96,6 +96,9 @@ def test_batch_refuses_positions_outside_the_chunks():
     spec = parse_codec_spec("blosc:zstd:3")
     chunks = _chunks("float32", 4)
     batch = spec.batch_encoder(np.dtype("float32"), chunks[0].nbytes)
+    with pytest.raises(TypeError, match="int64"):
+        batch(chunks.reshape(4, -1).view(np.uint8), np.array([0, 1], dtype=np.int32), 0,
+              bytearray(2 * batch.worst), np.zeros(2, dtype=np.int64))
     with pytest.raises(IndexError, match="position 4"):
         batch(chunks.reshape(4, -1).view(np.uint8), np.array([0, 4], dtype=np.int64), 0,
               bytearray(2 * batch.worst), np.zeros(2, dtype=np.int64))

@@ -46,6 +46,8 @@ class BatchEncoder:
                  sizes: np.ndarray) -> tuple[int, int]:
         """Compress from `pos[start]` on while the worst case fits in `out`; `sizes[t]` gets each size.
         Returns (the next `t` to do, bytes used in `out`)."""
+        if pos.dtype != np.int64 or sizes.dtype != np.int64:
+            raise TypeError(f"chunk positions and sizes must be int64, got {pos.dtype} and {sizes.dtype}")
         return _encode(self._fn, self.cname, self.clevel, self.shuffle, self.typesize, src, self.chunk_nbytes,
                        pos, start, out, sizes)
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Where one shard's CPU time goes: `build_shard` on the biggest shard of the `bench_convert.py` archive,
+against each unavoidable step timed alone in the same process on the same data: compressing the inner chunks
+(the codec-bound row of bench_convert), hashing the output (MD5, CRC32C: the store manifest records both),
+reading the tile windows from the page cache, and reordering pixels into band planes. Medians of `--runs`.
+
+  python3 tools/bench/bench_shard_costs.py --workdir /tmp/bench --runs 3
+
+Run `bench_convert.py` first with the same --workdir: it makes the archive and its inventory."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import crc32c
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_convert import LAST_YEAR, codec_shard  # noqa: E402
+
+
+def cpu(fn) -> float:
+    """CPU seconds of this process (every thread) spent in fn()."""
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="bench-work")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    import numcodecs
+
+    from transcode.codecs import parse_codec_options
+    from transcode.legacy.inventory import read_inventory
+    from transcode.legacy.tiles import Window
+    from transcode.plan import make_plan
+    from transcode.shardbuild import EncodeSettings, _tile_files, build_shard
+    from transcode.storage import LocalStorage
+    from transcode.transpose import band_to_chunks
+
+    numcodecs.blosc.set_nthreads(1)
+    work = Path(args.workdir).resolve()
+    plan = make_plan(read_inventory(str(work / "inventory.parquet")), years=[LAST_YEAR])
+    task = max(plan.tasks, key=lambda t: t.work(plan.shard))
+    settings = EncodeSettings(plan.shard, plan.chunk, parse_codec_options(None))
+    source = LocalStorage(str(work / "archive"))
+    out = work / "shard-costs"
+    sh, sw = plan.shard
+    ch, cw = plan.chunk
+    band = settings.band_rows
+    rows: dict[str, list[float]] = {k: [] for k in ("build_shard", "compress", "md5", "crc32c", "read", "reorder")}
+
+    def objects() -> list[bytes]:
+        return [p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and "/c/" in str(p)]
+
+    def read_all(buf: np.ndarray) -> None:
+        r_base, c_base = task.shard_row * sh, task.shard_col * sw
+        for r0 in range(0, sh, band):
+            for p in task.placements:
+                rr, cc = p.rows_in(r_base + r0, r_base + r0 + band), p.cols_in(c_base, c_base + sw)
+                if rr is None or cc is None:
+                    continue
+                win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
+                e, s = _tile_files(source, p)
+                view = buf[:rr[1] - rr[0], :cc[1] - cc[0]]
+                e.read_into(win, view)
+                s.read(win)
+
+    emb_band = np.zeros((band, sw, 128), np.int8)
+    emb_chunks = np.zeros(emb_band.size, np.int8).reshape(band // ch, sw // cw, 128, ch, cw)
+    for run in range(args.runs):
+        shutil.rmtree(out, ignore_errors=True)
+        rows["build_shard"].append(cpu(lambda: build_shard(task, settings, source, LocalStorage(str(out)))))
+        rows["compress"].append(codec_shard(task, str(work / "archive"), plan.shard, plan.chunk))
+        data = objects()
+        rows["md5"].append(cpu(lambda: [hashlib.md5(d).digest() for d in data]))
+        rows["crc32c"].append(cpu(lambda: [crc32c.crc32c(d) for d in data]))
+        del data
+        rows["read"].append(cpu(lambda: read_all(emb_band)))
+        rows["reorder"].append(cpu(lambda: [band_to_chunks(emb_band, ch, cw, emb_chunks) for _ in range(sh // band)]))
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()), file=sys.stderr)
+    shutil.rmtree(out, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    steps = med["compress"] + med["md5"] + med["crc32c"] + med["read"] + med["reorder"]
+    print(json.dumps({
+        "shard": task.name, "placements": len(task.placements), "runs": rows, "median_cpu_s": med,
+        "fraction_of_codec_bound": med["compress"] / med["build_shard"],
+        "ceiling_with_only_the_listed_steps": med["compress"] / steps,
+        "ceiling_without_hashing": med["compress"] / (steps - med["md5"]),
+        "other_cpu_s": med["build_shard"] - steps,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
