@@ -94,6 +94,10 @@ class _Recorder:
             return b""
         return record
 
+    def batch_encoder(self, dtype: np.dtype, chunk_nbytes: int) -> None:
+        """None: every chunk goes through `encoder`, one by one, to be recorded."""
+        return None
+
 
 def choose_tiles(plan: Plan, n: int) -> list[tuple[int, str]]:
     """N (year, tile) pairs spread evenly over the plan's tile-years in (lat, lon, year) order."""
