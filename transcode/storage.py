@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-
 from transcode.errors import StorageError
 from transcode.filewriter import FileWriter
 from transcode.objectwriter import ObjectWriter
