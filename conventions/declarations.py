@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .issues import ERROR, INFO, WARNING, Issue, pointer
-from .registry import Convention, declared, identities, identify
+from .registry import Convention, declared, identify, identities
 from .schemas import apply_schema
 
 KEY = "zarr_conventions"

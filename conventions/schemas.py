@@ -8,8 +8,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-import schemas as _shipped
-
+from .. import schemas as _shipped  # the sibling package transcode.schemas (data only)
 from .issues import ERROR, Issue, pointer
 
 _MAX_REPR = 120

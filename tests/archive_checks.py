@@ -4,7 +4,7 @@ import hashlib
 import os
 from pathlib import Path
 
-# fault injected by transcode.synthetic -> problem kind the inventory must report at the fault's path
+# fault injected by transcode.testing.synthetic -> problem kind the inventory must report at the fault's path
 EXPECTED_KIND = {
     "truncated": "truncated",
     "missing-scales": "missing-scales",

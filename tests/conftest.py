@@ -9,7 +9,6 @@ if _TESTS_DIR not in sys.path:  # "import s3servers" under any --import-mode
 
 import s3servers  # noqa: E402
 
-
 # ---------------------------------------------------------------- S3 test servers
 # Real S3 servers on 127.0.0.1, one of each per session (see tests/s3servers.py).
 # rgw_server / moto_server -> s3servers.S3Server; s3_server runs a test on both.
@@ -51,7 +50,7 @@ FAULT_YEARS = (2021, 2022, 2023, 2024)
 
 def fault_plan():
     """(fault, tile, year) for every fault, spread over the tiny preset's 12 tile-years."""
-    from transcode.synthetic import FAULTS, PRESETS
+    from transcode.testing.synthetic import FAULTS, PRESETS
 
     slots = [(tile, year) for year in FAULT_YEARS for tile in PRESETS["tiny"]]
     return [(fault, *slots[i]) for i, fault in enumerate(sorted(FAULTS))]
@@ -60,7 +59,7 @@ def fault_plan():
 @pytest.fixture(scope="session")
 def faulty_archive(tmp_path_factory):
     """A local-layout tiny archive, 2021-2024, with every fault injected once."""
-    from transcode.synthetic import make_legacy_archive
+    from transcode.testing.synthetic import make_legacy_archive
 
     root = tmp_path_factory.mktemp("faulty") / "archive"
     report = make_legacy_archive(root, years=FAULT_YEARS, preset="tiny", faults=fault_plan(), seed=7)
@@ -70,7 +69,7 @@ def faulty_archive(tmp_path_factory):
 @pytest.fixture(scope="session")
 def clean_archive(tmp_path_factory):
     """A clean local-layout tiny archive for 2024."""
-    from transcode.synthetic import make_legacy_archive
+    from transcode.testing.synthetic import make_legacy_archive
 
     root = tmp_path_factory.mktemp("clean") / "archive"
     return make_legacy_archive(root, years=(2024,), preset="tiny", seed=3)

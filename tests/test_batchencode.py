@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pytest
 
-from transcode import batchencode
-from transcode.codecs import parse_codec_spec
-from transcode.objectwriter import ObjectWriter
-from transcode.shardwriter import ShardWriter
+from transcode.codecs import batchencode
+from transcode.codecs.spec import parse_codec_spec
+from transcode.engine.shardwriter import ShardWriter
+from transcode.storage.objectwriter import ObjectWriter
 
 BLOSC = ["blosc:zstd:3", "blosc:zstd:9:byte", "blosc:lz4:1:none", "blosc:lz4hc:5:bit", "blosc:zlib:1",
          "blosc:blosclz:5:byte", "blosc:zstd:0"]

@@ -10,11 +10,11 @@ import zarr
 from zarr.storage import MemoryStore
 
 from transcode.cli import main
-from transcode.codeccatalog import FAMILIES, matrix_rows, portability_warning, readers
-from transcode.codecs import VALID_FORMS, parse_codec_options, parse_codec_spec, spec_from_zarr_config
+from transcode.codecs.catalog import FAMILIES, matrix_rows, portability_warning, readers
+from transcode.codecs.interop_matrix import MATRIX
+from transcode.codecs.spec import VALID_FORMS, parse_codec_options, parse_codec_spec, spec_from_zarr_config
 from transcode.errors import UsageError
-from transcode.interop import MATRIX_OPTIONS
-from transcode.interop_matrix import MATRIX
+from transcode.testing.interop import MATRIX_OPTIONS
 
 SPECS = ["blosc", "blosc:zstd:3", "blosc:lz4:1:none", "blosc:lz4hc:9:byte", "blosc:zlib:5:bit", "blosc:blosclz:0",
          "zstd", "zstd:-5", "zstd:19:checksum", "gzip", "gzip:9", "lz4", "lz4:17", "brotli", "brotli:0:10",
@@ -56,7 +56,7 @@ def test_malformed_specs_are_refused_with_the_valid_forms(text):
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
 def test_encoder_matches_zarr_pythons_chain_and_decoder_inverts_it(text, dtype):
     """The bytes convert writes are exactly what zarr-python writes with the declared codecs."""
-    import transcode.extracodecs  # noqa: F401  (Brotli, Snappy)
+    import transcode.codecs.extracodecs  # noqa: F401  (Brotli, Snappy)
 
     spec = parse_codec_spec(text)
     a = _chunk(dtype, (128, 32, 32) if dtype == "int8" else (32, 32))
@@ -94,7 +94,7 @@ def test_brotli_and_snappy_metadata_is_imagecodecs_zarrs():
     """Same names and configuration keys as imagecodecs-zarr, and its optional forms are read too."""
     from zarr.registry import get_codec_class
 
-    from transcode.extracodecs import BrotliCodec, SnappyCodec
+    from transcode.codecs.extracodecs import BrotliCodec, SnappyCodec
 
     assert get_codec_class("imagecodecs_brotli") is BrotliCodec
     assert get_codec_class("imagecodecs_snappy") is SnappyCodec
@@ -148,11 +148,11 @@ def test_convert_refuses_a_bad_spec_before_any_work(tmp_path, capsys):
 def test_convert_warns_once_on_stderr_and_round_trips_mixed_codecs(clean_archive, tmp_path, capsys):
     """embeddings and scales with different non-portable codecs: one warning line, JSON stdout intact,
     every tile pixel read back bit-exactly by zarr-python."""
-    import transcode.extracodecs  # noqa: F401
-    from transcode.interop import expected_window
+    import transcode.codecs.extracodecs  # noqa: F401
+    from transcode.engine.plan import make_plan
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory
-    from transcode.plan import make_plan
+    from transcode.testing.interop import expected_window
 
     store = tmp_path / "store"
     rc = main(["convert", clean_archive.root, str(store), "--shard-size", "512", "--no-progress", "--json",

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from transcode.cli import main
-from transcode.codecbench import BENCH_OPTIONS
-from transcode.synthetic import make_legacy_archive
+from transcode.codecs.bench import BENCH_OPTIONS
+from transcode.testing.synthetic import make_legacy_archive
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The interop matrix: every codec option converted and read back by zarr-python, tensorstore, zarrs and
-zarrita.js (Node). The README table and transcode/interop_matrix.py must be exactly what the readers produce
+zarrita.js (Node). The README table and transcode/codecs/interop_matrix.py must be exactly what the readers produce
 (regenerate with `python3 tools/interop/matrix.py`), and zarr-python reads every option back bit-exactly."""
 
 import warnings
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from transcode import interop
-from transcode.interop_matrix import MATRIX
+from transcode.codecs.interop_matrix import MATRIX
+from transcode.testing import interop
 
 # reading numcodecs.lz4 stores: zarr-python says such codecs are not in the v3 spec, which the matrix shows anyway
 pytestmark = pytest.mark.filterwarnings("ignore:Numcodecs codecs are not in the Zarr version 3 specification")
@@ -30,7 +30,7 @@ def test_readme_table_is_what_the_readers_produce(result):
 
 
 def test_matrix_module_is_what_the_readers_produce(result):
-    assert MATRIX == result.matrix, "transcode/interop_matrix.py is stale: run `python3 tools/interop/matrix.py`"
+    assert MATRIX == result.matrix, "transcode/codecs/interop_matrix.py is stale: run `python3 tools/interop/matrix.py`"
 
 
 def test_no_reader_ever_returns_wrong_values(result):
@@ -45,7 +45,7 @@ def test_core_codecs_are_read_by_every_reader(result):
 
 def test_every_option_round_trips_bit_exactly_through_zarr_python(result):
     """Whole tiles, both arrays, every option (with our Brotli/Snappy registered)."""
-    import transcode.extracodecs  # noqa: F401
+    import transcode.codecs.extracodecs  # noqa: F401
 
     plan = result.plan
     assert set(result.matrix) == set(interop.MATRIX_OPTIONS)

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
-
-import schemas
-from conventions import (
+from transcode.conventions import (
     CONVENTIONS,
     bbox_from_transform,
     build_geoemb_attributes,
@@ -26,8 +24,10 @@ from conventions import (
     validate_zarr_conventions,
     validate_zone,
 )
-from conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, get
-from conventions.schemas import apply_schema
+from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, get
+from transcode.conventions.schemas import apply_schema
+
+from transcode import schemas
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conventions"
 PKG = Path(__file__).resolve().parents[1] / "conventions"
@@ -527,6 +527,8 @@ def test_conventions_package_imports_nothing_from_transcode_and_does_no_io():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert node.module in _ALLOWED_IMPORTS, (path.name, node.module)
+            elif isinstance(node, ast.ImportFrom) and node.level == 2:  # only the sibling data package
+                assert node.module is None and [a.name for a in node.names] == ["schemas"], path.name
             elif isinstance(node, ast.Import):
                 assert {a.name for a in node.names} <= _ALLOWED_IMPORTS, path.name
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):

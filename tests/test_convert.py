@@ -11,8 +11,8 @@ import rasterio
 import zarr
 
 from transcode.cli import main
-from transcode.grid import footprint, parse_tile_name
-from transcode.synthetic import make_legacy_archive
+from transcode.format.grid import footprint, parse_tile_name
+from transcode.testing.synthetic import make_legacy_archive
 
 YEARS = (2023, 2024)
 SHARD = 1024
@@ -46,7 +46,7 @@ def _landmask(rep, name):
 
 
 def _expected_grid(tile_names, zone):
-    """Zone grid origin by the union rule, written out independently of transcode.grid.zone_grid."""
+    """Zone grid origin by the union rule, written out independently of transcode.format.grid.zone_grid."""
     fps = [footprint(parse_tile_name(n)) for n in tile_names]
     fps = [f for f in fps if f.zone == zone]
     north = lambda f: f.origin_y - (10_000_000 if f.epsg >= 32700 else 0)  # noqa: E731

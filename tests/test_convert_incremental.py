@@ -6,18 +6,18 @@ import json
 import shutil
 
 import pytest
-
-import transcode.convert
 from convert_helpers import cli, cli_json, shard_keys, tree_digests, tree_state
-from transcode.convert import ConvertOptions, convert, extend
-from transcode.journal import JOURNAL_PREFIX, list_entries
+
+import transcode.engine.convert
+from transcode.engine.convert import ConvertOptions, convert, extend
+from transcode.engine.journal import JOURNAL_PREFIX, list_entries
+from transcode.engine.plan import make_plan
+from transcode.format.manifest import MANIFEST_KEY
+from transcode.format.metadata import SETTINGS_KEY
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
-from transcode.manifest import MANIFEST_KEY
-from transcode.plan import make_plan
 from transcode.storage import LocalStorage
-from transcode.store import SETTINGS_KEY
-from transcode.synthetic import make_legacy_archive, year_root
+from transcode.testing.synthetic import make_legacy_archive, year_root
 
 SHARD, CHUNK = (256, 256), (32, 32)
 LAYOUT = ["--shard-size", "256", "--chunk-size", "32"]
@@ -125,7 +125,7 @@ def test_incremental_run_killed_between_new_and_stale_journal_entry(full_archive
     convert(str(source), str(store), _opts())
     _add_back(full_archive, source)
     existed = set(list_entries(LocalStorage(store)))
-    original = transcode.convert.write_entry
+    original = transcode.engine.convert.write_entry
 
     def write_then_die(st, task, fingerprint, objects):
         key = original(st, task, fingerprint, objects)
@@ -134,7 +134,7 @@ def test_incremental_run_killed_between_new_and_stale_journal_entry(full_archive
         return key
 
     with monkeypatch.context() as m:
-        m.setattr(transcode.convert, "write_entry", write_then_die)
+        m.setattr(transcode.engine.convert, "write_entry", write_then_die)
         with pytest.raises(Killed):
             convert(str(source), str(store), _opts())
     assert convert(str(source), str(store), _opts()).ok
@@ -183,7 +183,7 @@ def test_extend_killed_before_its_manifest_is_written(two_year_archive, tmp_path
         raise Killed()
 
     with monkeypatch.context() as m:
-        m.setattr(transcode.convert, "manifest_bytes", die)
+        m.setattr(transcode.engine.convert, "manifest_bytes", die)
         with pytest.raises(Killed):
             extend(str(store), [2024], _opts())
     report = extend(str(store), [2024], _opts())

@@ -10,7 +10,6 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-
 from convert_helpers import (
     check_complete_shard,
     cli,
@@ -24,9 +23,10 @@ from convert_helpers import (
     tree_digests,
     tree_state,
 )
-from transcode.journal import JOURNAL_PREFIX
-from transcode.manifest import MANIFEST_KEY
-from transcode.synthetic import make_legacy_archive
+
+from transcode.engine.journal import JOURNAL_PREFIX
+from transcode.format.manifest import MANIFEST_KEY
+from transcode.testing.synthetic import make_legacy_archive
 
 # small shards: many per tile, so a run lasts long enough to be killed in the middle
 LOCAL_LAYOUT = ["--shard-size", "256", "--chunk-size", "32"]

@@ -2,10 +2,10 @@
 Client, CLI with a scheduler address) write identical stores."""
 
 import pytest
-
 from convert_helpers import cli_json, shard_keys, tree_digests
-from transcode.convert import ConvertOptions, convert
-from transcode.synthetic import make_legacy_archive
+
+from transcode.engine.convert import ConvertOptions, convert
+from transcode.testing.synthetic import make_legacy_archive
 
 SHARD, CHUNK = (256, 256), (32, 32)
 
@@ -54,7 +54,7 @@ def test_dask_cluster_writes_the_same_bytes_as_inline(archive, inline_store, tmp
         assert report.shards_written == report.shards_planned
         _assert_same(tree_digests(store), inline_store, "dask (Client)")
         # the work really ran on both cluster workers, not in this process
-        ran = client.run(lambda: __import__("transcode.executors").executors._STORAGES.__len__())
+        ran = client.run(lambda: __import__("transcode.engine.executors").engine.executors._STORAGES.__len__())
         assert len(ran) == 2 and all(n > 0 for n in ran.values()), ran
         assert client.status == "running"  # a Client passed in is the caller's: not closed
 

@@ -8,10 +8,9 @@ import threading
 import crc32c
 import pytest
 
-from transcode import filewriter
 from transcode.errors import StorageError
-from transcode.storage import LocalStorage
-from transcode.writebehind import WriteBehind
+from transcode.storage import LocalStorage, filewriter
+from transcode.storage.writebehind import WriteBehind
 
 STAGE = filewriter.STAGE_BYTES
 

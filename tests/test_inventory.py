@@ -4,13 +4,13 @@ import json
 
 import jsonschema
 import pytest
-
-import schemas
 from archive_checks import EXPECTED_KIND, snapshot
+
+from transcode import schemas
 from transcode.cli import main
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory, read_inventory, write_inventory
-from transcode.synthetic import FAULTS, make_legacy_archive
+from transcode.testing.synthetic import FAULTS, make_legacy_archive
 
 
 def test_every_generator_fault_has_an_expected_problem_kind():

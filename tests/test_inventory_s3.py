@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from archive_checks import EXPECTED_KIND
+
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
 from transcode.legacy.tiles import NpyTileFile, Window, read_landmask

@@ -16,10 +16,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import schemas
-from transcode.convert import ConvertOptions, convert
+from transcode import schemas
+from transcode.engine.convert import ConvertOptions, convert
 from transcode.storage import LocalStorage, S3Options, S3Storage, Storage
-from transcode.synthetic import make_legacy_archive
+from transcode.testing.synthetic import make_legacy_archive
 
 MiB = 1024 * 1024
 PART = 5 * MiB

@@ -350,8 +350,8 @@ def test_local_mirrors_content_and_interrupted_sampled_run_resumes(tmp_path):
 
 
 def test_exclude_patterns_and_a_manifest_file(tmp_path):
-    from transcode.manifest import MANIFEST_KEY as REAL_KEY
-    from transcode.manifest import manifest_bytes, record_for_bytes
+    from transcode.format.manifest import MANIFEST_KEY as REAL_KEY
+    from transcode.format.manifest import manifest_bytes, record_for_bytes
     from transcode.mirrors.manifest_rows import MANIFEST_KEY
 
     assert MANIFEST_KEY == REAL_KEY  # the copy the mirrors package keeps to avoid importing the encoder

@@ -1,4 +1,4 @@
-"""The synthetic legacy archive generator (transcode.synthetic) and its CLI."""
+"""The synthetic legacy archive generator (transcode.testing.synthetic) and its CLI."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from transcode import synthetic as S
-from transcode.grid import footprint, parse_tile_name
+from transcode.format.grid import footprint, parse_tile_name
+from transcode.testing import synthetic as S
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = S.PRESETS["tiny"]

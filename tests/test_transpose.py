@@ -5,8 +5,8 @@ import platform
 import numpy as np
 import pytest
 
-from transcode import transpose
-from transcode.transpose import band_to_chunks, chunk_layout
+from transcode.engine import transpose
+from transcode.engine.transpose import band_to_chunks, chunk_layout
 
 
 def reference(src: np.ndarray, ch: int, cw: int) -> np.ndarray:
@@ -21,7 +21,7 @@ def reference(src: np.ndarray, ch: int, cw: int) -> np.ndarray:
 def test_kernel_is_built():
     # the package builds it wherever a C compiler is present (CI included); without it we fall back silently,
     # which this test would otherwise hide
-    assert transpose.HAVE_KERNEL, f"transcode._kernels was not built on {platform.machine()}"
+    assert transpose.HAVE_KERNEL, f"transcode.engine._kernels was not built on {platform.machine()}"
 
 
 @pytest.mark.parametrize("rows,cols,bands,ch,cw", [

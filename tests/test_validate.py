@@ -29,7 +29,7 @@ from validate_helpers import (
     written_chunks,
 )
 
-import schemas
+from transcode import schemas
 from transcode.cli import main
 from transcode.errors import StoreError
 from transcode.storage import LocalStorage
@@ -301,10 +301,10 @@ def test_stale_consolidated_metadata(copy, converted):
 def _rewrite_shard(store: Path, key: str, change) -> None:
     """Re-encode a shard through the converter's ShardWriter with `change(i, chunk)` applied to every inner chunk,
     and update the store manifest, so that structure and content stay sound."""
-    from transcode.codecs import parse_codec_spec
-    from transcode.manifest import MANIFEST_KEY, manifest_bytes, read_manifest
-    from transcode.shardbuild import ObjectRecord
-    from transcode.shardwriter import ShardWriter
+    from transcode.codecs.spec import parse_codec_spec
+    from transcode.engine.shardbuild import ObjectRecord
+    from transcode.engine.shardwriter import ShardWriter
+    from transcode.format.manifest import MANIFEST_KEY, manifest_bytes, read_manifest
 
     settings = json.loads((store / ".tessera/convert.json").read_bytes())
     array = "embeddings" if "/embeddings/" in key else "scales"
@@ -330,8 +330,8 @@ def _rewrite_shard(store: Path, key: str, change) -> None:
 
 
 def test_wrong_pixel_found_by_fidelity_only(copy, converted):
-    from transcode.convert import ConvertOptions, load_inventory
-    from transcode.plan import make_plan
+    from transcode.engine.convert import ConvertOptions, load_inventory
+    from transcode.engine.plan import make_plan
 
     archive, _ = converted
     sc_key = "utm31/scales/c/1/0/0"  # 2024

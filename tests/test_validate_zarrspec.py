@@ -139,9 +139,9 @@ def test_extension_compressors_convert_can_write(name, package):
 
 
 def test_a_store_written_with_another_codec_passes(tmp_path):
-    from transcode.codecs import parse_codec_options
-    from transcode.convert import ConvertOptions, convert
-    from transcode.synthetic import make_legacy_archive
+    from transcode.codecs.spec import parse_codec_options
+    from transcode.engine.convert import ConvertOptions, convert
+    from transcode.testing.synthetic import make_legacy_archive
     from transcode.validate import ValidateOptions, validate
 
     make_legacy_archive(tmp_path / "a", years=(2024,), tiles=["grid_0.05_83.95"], seed=2)

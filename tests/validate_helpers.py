@@ -25,8 +25,8 @@ COORD_KEY = re.compile(r"^utm\d\d/(x|y|time|band)/c/\d+$")
 
 def make_store(base: Path, years=YEARS, tiles=TILES) -> tuple[Path, Path]:
     """A synthetic archive (the tiny preset plus a west neighbour, so utm30 has an overlap) and its store."""
-    from transcode.convert import ConvertOptions, convert
-    from transcode.synthetic import make_legacy_archive
+    from transcode.engine.convert import ConvertOptions, convert
+    from transcode.testing.synthetic import make_legacy_archive
 
     archive = base / "archive"
     make_legacy_archive(archive, years=years, tiles=tiles, seed=5)

@@ -18,10 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 try:
-    from transcode import synthetic
+    from transcode.testing import synthetic
 except ImportError:  # running from a source tree that was never installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from transcode import synthetic
+    from transcode.testing import synthetic
 
 
 def _fault(text: str):

@@ -1,4 +1,4 @@
-"""One exception type per domain, each carrying the file or key it is about."""
+"""One exception type per domain, each carrying the file or key it is about; storage errors typed by cause."""
 
 from __future__ import annotations
 
@@ -19,7 +19,21 @@ class ArchiveError(TranscodeError):
 
 
 class StorageError(TranscodeError):
-    """A storage location cannot be listed, read or written (bad URL, credentials, network)."""
+    """A storage location cannot be listed, read or written, for a cause none of the subclasses names
+    (bad URL, unsupported operation, an error the server gave no class for)."""
+
+
+class ObjectNotFoundError(StorageError):
+    """The object, file, bucket or directory does not exist."""
+
+
+class AccessDeniedError(StorageError):
+    """The credentials (or file permissions) do not allow the operation; retrying will not help."""
+
+
+class TransientStorageError(StorageError):
+    """The storage failed in a way that may pass (throttling, 5xx, reset, timeout) and retries ran out:
+    nothing can be concluded about the object, least of all that it is absent."""
 
 
 class StoreError(TranscodeError):

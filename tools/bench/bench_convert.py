@@ -81,16 +81,16 @@ def timed(cmd: list[str]) -> tuple[float, dict, dict[int, int]]:
 # ------------------------------------------------------------------ worker-side code (run in subprocesses)
 
 def _plan(inventory: str, years: list[int]):
+    from transcode.engine.plan import make_plan
     from transcode.legacy.inventory import read_inventory
-    from transcode.plan import make_plan
 
     return make_plan(read_inventory(inventory), years=years)
 
 
 def _paint(task, source, shard, emb, sc):
     """Fill the whole shard arrays (baseline) with the same reading and sentinel rules as convert."""
+    from transcode.engine.shardbuild import _tile_files, sanitize_scales
     from transcode.legacy.tiles import Window, read_landmask
-    from transcode.shardbuild import _tile_files, sanitize_scales
 
     sh, sw = shard
     r_base, c_base = task.shard_row * sh, task.shard_col * sw
@@ -127,7 +127,7 @@ def codec_shard(task, source_dir: str, shard, chunk) -> float:
     """Seconds spent only compressing this shard's non-empty inner chunks with the default codecs."""
     import numcodecs
 
-    from transcode.codecs import parse_codec_options
+    from transcode.codecs.spec import parse_codec_options
     from transcode.legacy.npyheader import EMBEDDINGS_DTYPE, SCALES_DTYPE
     from transcode.storage import LocalStorage
 
@@ -173,10 +173,10 @@ def worker_main(args) -> None:
     with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
         if args.worker == "baseline":
             from transcode import __version__
-            from transcode.shardbuild import EncodeSettings
-            from transcode.codecs import parse_codec_options
+            from transcode.codecs.spec import parse_codec_options
+            from transcode.engine.shardbuild import EncodeSettings
+            from transcode.format.metadata import build_metadata
             from transcode.storage import LocalStorage
-            from transcode.store import build_metadata
 
             settings = EncodeSettings(plan.shard, plan.chunk, parse_codec_options(None))
             store = LocalStorage(args.store)
@@ -200,7 +200,7 @@ def prepare(workdir: Path, n_years: int) -> tuple[Path, Path, list[int], int]:
     """One archive of MAX_YEARS years; a size is its last `n_years` years."""
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory, write_inventory
-    from transcode.synthetic import make_legacy_archive
+    from transcode.testing.synthetic import make_legacy_archive
 
     src = workdir / "archive"
     if not (src / "registry.parquet").exists():

@@ -221,8 +221,8 @@ def bench_posix(workdir: Path, n: int, runs: int, log) -> list[dict]:
 # ------------------------------------------------------------------ 2. detection
 
 def make_store(workdir: Path) -> Path:
-    from transcode.convert import ConvertOptions, convert
-    from transcode.synthetic import make_legacy_archive
+    from transcode.engine.convert import ConvertOptions, convert
+    from transcode.testing.synthetic import make_legacy_archive
 
     store = workdir / "store"
     if not (store / ".tessera/manifest.parquet").exists():

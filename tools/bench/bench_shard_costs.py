@@ -40,13 +40,13 @@ def main() -> None:
     args = ap.parse_args()
     import numcodecs
 
-    from transcode.codecs import parse_codec_options
+    from transcode.codecs.spec import parse_codec_options
+    from transcode.engine.plan import make_plan
+    from transcode.engine.shardbuild import EncodeSettings, _tile_files, build_shard
+    from transcode.engine.transpose import band_to_chunks
     from transcode.legacy.inventory import read_inventory
     from transcode.legacy.tiles import Window
-    from transcode.plan import make_plan
-    from transcode.shardbuild import EncodeSettings, _tile_files, build_shard
     from transcode.storage import LocalStorage
-    from transcode.transpose import band_to_chunks
 
     numcodecs.blosc.set_nthreads(1)
     work = Path(args.workdir).resolve()

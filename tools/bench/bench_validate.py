@@ -111,7 +111,7 @@ def _prepare(workdir: Path, preset: str, years: list[int], shard: int, workers: 
     store = workdir / "store"
     if (store / ".tessera" / "manifest.parquet").exists():
         return store
-    from transcode.synthetic import make_legacy_archive
+    from transcode.testing.synthetic import make_legacy_archive
 
     archive = workdir / "archive"
     if not archive.exists():

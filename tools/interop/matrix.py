@@ -1,6 +1,6 @@
 """Regenerate the interop matrix: write a store per codec option, read each back with zarr-python, tensorstore,
 zarrs and zarrita.js (Node), compare values with the source tiles, and rewrite the README table and
-transcode/interop_matrix.py.
+transcode/codecs/interop_matrix.py.
 
     npm ci --prefix tools/interop && python3 tools/interop/matrix.py [--check] [--keep DIR]
 """
@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transcode.interop import (
+from transcode.testing.interop import (
     MATRIX_MODULE,
     README,
     matrix_module_source,
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         same = readme_table(text) == table and MATRIX_MODULE.read_text().split("MATRIX = ")[1] == \
             module.split("MATRIX = ")[1]
-        print("README and transcode/interop_matrix.py are current" if same else "the committed matrix differs",
+        print("README and transcode/codecs/interop_matrix.py are current" if same else "the committed matrix differs",
               file=sys.stderr)
         return 0 if same else 1
     README.write_text(replace_readme_table(text, table))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from transcode.errors import ArchiveError, StorageError
-from transcode.grid import TileId, parse_tile_name
+from transcode.format.grid import TileId, parse_tile_name
 from transcode.legacy.problems import WARNING, Problem
 from transcode.storage import ObjectInfo, S3Options, Storage, join_key, open_storage
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from transcode.errors import ArchiveError, StorageError
-from transcode.grid import footprint
+from transcode.format.grid import footprint
 from transcode.legacy.archive import LegacyArchive, TileFiles
 from transcode.legacy.integrity import check_hashes, check_sizes, hash_files
 from transcode.legacy.npyheader import NpyHeader, check_embeddings_header, check_scales_header

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from transcode.errors import StoreError
 from transcode.storage import Storage, StorageError
 
-# transcode.manifest.MANIFEST_KEY, not imported from there: that module pulls in the whole encoder (numpy, pyproj)
+# transcode.format.manifest.MANIFEST_KEY, not imported from there: that module pulls in the whole encoder (numpy, pyproj)
 MANIFEST_KEY = ".tessera/manifest.parquet"
 COLUMNS = ["key", "size", "md5", "crc32c", "etag", "part_size"]
 

@@ -32,7 +32,7 @@ class ValidateOptions:
 
 
 def _recorded_source(storage: Storage) -> str | None:
-    from transcode.store import read_settings
+    from transcode.engine.storestate import read_settings
 
     try:
         return (read_settings(storage) or {}).get("source")

@@ -253,7 +253,7 @@ def _stats(st: dict, e: np.ndarray, s: np.ndarray) -> None:
 
 def read_manifest_index(storage, report: ValidationReport) -> dict[str, tuple[int, str]] | None:
     """key -> (size, crc32c) from the store manifest, or None when there is none (an info finding)."""
-    from transcode.manifest import MANIFEST_KEY, read_manifest
+    from transcode.format.manifest import MANIFEST_KEY, read_manifest
 
     try:
         rows = read_manifest(storage)
@@ -381,7 +381,7 @@ def check_content(view: StoreView, structure: StructureResult, profile: str, rep
     """Decode every chunk (or a sample) on `workers` processes; findings, statistics and counters into `report`."""
     from tqdm import tqdm
 
-    from transcode.executors import make_executor
+    from transcode.engine.executors import make_executor
 
     manifest = read_manifest_index(view.storage, report) if profile in ("tessera", "interop") else None
     if manifest is not None:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from tqdm import tqdm
 
+from transcode.engine.plan import Placement, make_plan
 from transcode.errors import ArchiveError, StorageError, UsageError
-from transcode.grid import PIXEL_M, ZoneGrid
+from transcode.format.grid import PIXEL_M, ZoneGrid
 from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
 from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
-from transcode.plan import Placement, make_plan
 from transcode.validate.content import _from_dict, make_ref
 from transcode.validate.metadata import ZONE_RE
 from transcode.validate.nodes import StoreView
@@ -267,7 +267,7 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
                    archive, *, sample: int | None, seed: int, workers: int, progress: bool,
                    max_mismatches: int = 1000) -> None:
     """Compare the store with the legacy archive (listed by `open_archive`) at `access.source_url`."""
-    from transcode.executors import make_executor
+    from transcode.engine.executors import make_executor
     from transcode.legacy.inventory import build_inventory
     from transcode.validate.content import sample_chunks
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from conventions import validate_geoemb, validate_proj, validate_spatial, validate_zarr_conventions
-from conventions.issues import Issue
-from conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
+from transcode.conventions import validate_geoemb, validate_proj, validate_spatial, validate_zarr_conventions
+from transcode.conventions.issues import Issue
+from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
 from transcode.errors import StorageError
 from transcode.storage import join_key
 from transcode.validate.nodes import Node, StoreView, node_key

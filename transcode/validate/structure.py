@@ -13,8 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 from transcode.errors import StorageError
+from transcode.format.metadata import SIDECAR
 from transcode.storage import Storage, join_key
-from transcode.store import SIDECAR
 from transcode.validate.metadata import ZONE_RE
 from transcode.validate.nodes import StoreView
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport

@@ -29,7 +29,7 @@ GROUP_KEYS = {"zarr_format", "node_type", "attributes", "consolidated_metadata"}
 ARRAY_TO_ARRAY = {"transpose"}
 ARRAY_TO_BYTES = {"bytes", "sharding_indexed", "vlen-utf8", "vlen-bytes"}
 BYTES_TO_BYTES = {"gzip", "zstd", "blosc", "crc32c", "numcodecs.lz4", "imagecodecs_brotli", "imagecodecs_snappy"}
-# configuration keys of the extension compressors `convert --codec` can write (transcode.codecs)
+# configuration keys of the extension compressors `convert --codec` can write (transcode.codecs.spec)
 EXTENSION_KEYS = {"numcodecs.lz4": {"acceleration"}, "imagecodecs_brotli": {"level", "lgwin", "mode"},
                   "imagecodecs_snappy": set()}
 # codecs that zarr-python, tensorstore and zarrs all read (the core spec plus the registered zstd extension)

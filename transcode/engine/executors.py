@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from transcode.plan import ShardTask
-from transcode.shardbuild import EncodeSettings, ShardResult, build_shard
+from transcode.engine.plan import ShardTask
+from transcode.engine.shardbuild import EncodeSettings, ShardResult, build_shard
 from transcode.storage import S3Options, Storage, open_storage
 
 

@@ -330,8 +330,8 @@ def _add_convert_options(p: argparse.ArgumentParser, years_required: bool = Fals
 
 
 def _convert_options(args: argparse.Namespace):
-    from transcode.codecs import parse_codec_options
-    from transcode.convert import ConvertOptions
+    from transcode.codecs.spec import parse_codec_options
+    from transcode.engine.convert import ConvertOptions
 
     return ConvertOptions(
         years=args.years, zones=args.zones, workers=args.workers, scheduler=args.scheduler,
@@ -384,8 +384,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """`plan SOURCE`."""
-    from transcode.convert import ConvertOptions, load_inventory
-    from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD, make_plan
+    from transcode.engine.convert import ConvertOptions, load_inventory
+    from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD, make_plan
 
     args.shard_size = args.shard_size or DEFAULT_SHARD
     args.chunk_size = args.chunk_size or DEFAULT_CHUNK
@@ -415,7 +415,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_shape(args: argparse.Namespace) -> None:
-    from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD
+    from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD
 
     shard, chunk = args.shard_size or DEFAULT_SHARD, args.chunk_size or DEFAULT_CHUNK
     if shard[0] % chunk[0] or shard[1] % chunk[1]:
@@ -426,7 +426,7 @@ def _check_shape(args: argparse.Namespace) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """`convert SOURCE STORE`."""
-    from transcode.convert import convert
+    from transcode.engine.convert import convert
 
     _check_shape(args)
     if _inside(Path(args.store), args.source) and not args.store.startswith("s3://"):
@@ -439,7 +439,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_extend(args: argparse.Namespace) -> int:
     """`extend STORE --years ...`."""
-    from transcode.convert import extend
+    from transcode.engine.convert import extend
 
     _check_shape(args)
     options = _convert_options(args)
@@ -489,7 +489,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _warn_portability(args: argparse.Namespace, codecs: dict | None) -> None:
     """One line on stderr when the browser or Rust/C++ readers cannot decode the codecs given with --codec."""
-    from transcode.codeccatalog import portability_warning
+    from transcode.codecs.catalog import portability_warning
 
     warning = portability_warning(codecs) if codecs else None
     if warning:
@@ -498,7 +498,7 @@ def _warn_portability(args: argparse.Namespace, codecs: dict | None) -> None:
 
 def cmd_codecs(args: argparse.Namespace) -> int:
     """`codecs`: every codec, its Zarr v3 name and the readers that decode it."""
-    from transcode.codeccatalog import catalog
+    from transcode.codecs.catalog import catalog
 
     doc = catalog()
     if args.json:
@@ -524,10 +524,10 @@ def cmd_bench_codecs(args: argparse.Namespace) -> int:
     """`bench-codecs SOURCE`: codec options measured on N tiles of the archive."""
     from tqdm import tqdm
 
-    from transcode import codecbench
-    from transcode.codecs import parse_codec_spec
-    from transcode.convert import ConvertOptions, load_inventory
-    from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD
+    from transcode.codecs import bench as codecbench
+    from transcode.codecs.spec import parse_codec_spec
+    from transcode.engine.convert import ConvertOptions, load_inventory
+    from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD
 
     shard, chunk = args.shard_size or DEFAULT_SHARD, args.chunk_size or DEFAULT_CHUNK
     if shard[0] % chunk[0] or shard[1] % chunk[1]:
@@ -585,10 +585,10 @@ def _duration(seconds: float) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`demo [DIR]`: synthetic archive -> inventory -> store."""
-    from transcode.convert import ConvertOptions, convert
+    from transcode.engine.convert import ConvertOptions, convert
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory, write_inventory
-    from transcode.synthetic import make_legacy_archive
+    from transcode.testing.synthetic import make_legacy_archive
 
     base = Path(args.dir)
     archive_dir = base / "archive"

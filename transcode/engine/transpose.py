@@ -1,7 +1,7 @@
 """Reorder a pixel-interleaved band of embeddings (rows, cols, bands) into Zarr inner chunks laid out one after
 another, each (bands, ch, cw): the legacy tiles keep a pixel's 128 bands together, Zarr keeps each band's plane.
 
-The compiled kernel (`transcode/_kernels.c`) moves 16x16 byte tiles through SIMD registers, ~3x numpy's strided
+The compiled kernel (`transcode/engine/_kernels.c`) moves 16x16 byte tiles through SIMD registers, ~3x numpy's strided
 copy (tools/bench/bench_transpose.py); numpy is the fallback wherever the kernel was not built."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from transcode._kernels import band_to_chunks as _kernel
+    from transcode.engine._kernels import band_to_chunks as _kernel
 except ImportError:  # built without a C compiler: same result, slower
     _kernel = None
 

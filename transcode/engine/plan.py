@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from transcode.grid import TileId, ZoneGrid, footprint, zone_grid
+from transcode.format.grid import TileId, ZoneGrid, footprint, zone_grid
 from transcode.legacy.inventory import Inventory, TileRecord
 from transcode.legacy.problems import Problem
 

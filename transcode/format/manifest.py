@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import crc32c
 
+from transcode.engine.shardbuild import ObjectRecord
 from transcode.errors import StoreError
-from transcode.shardbuild import ObjectRecord
 from transcode.storage import Storage, StorageError
 
 MANIFEST_KEY = ".tessera/manifest.parquet"

@@ -3,16 +3,13 @@ deterministically with zarr-python in memory and then written through the storag
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
 
-from transcode.errors import StoreError
-from transcode.grid import PIXEL_M, ZoneGrid
+from transcode.engine.shardbuild import EncodeSettings
+from transcode.format.grid import PIXEL_M, ZoneGrid
 from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE
-from transcode.shardbuild import EncodeSettings
-from transcode.storage import Storage, StorageError
 
 SIDECAR = ".tessera"
 SETTINGS_KEY = f"{SIDECAR}/convert.json"
@@ -30,8 +27,8 @@ def build_metadata(grids: dict[int, ZoneGrid], time: list[int], settings: Encode
     import zarr
     from zarr.storage import MemoryStore
 
-    from conventions.geoemb import build_geoemb_attributes
-    from conventions.zone import build_zone_attributes
+    from transcode.conventions.geoemb import build_geoemb_attributes
+    from transcode.conventions.zone import build_zone_attributes
 
     mem = MemoryStore()
     root = zarr.create_group(mem, zarr_format=3, attributes=build_geoemb_attributes(
@@ -66,41 +63,3 @@ def _coord(grp, name: str, values: np.ndarray, attrs: dict) -> None:
     arr = grp.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(min(len(values), COORD_CHUNK),),
                            dimension_names=[name], attributes=attrs, fill_value=0)
     arr[:] = values
-
-
-def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
-    """Zone grids of an existing store, from the zone groups' spatial: attributes (empty when no store)."""
-    try:
-        root = json.loads(store.read("zarr.json"))
-    except StorageError:
-        return {}
-    except ValueError as e:
-        raise StoreError(store.describe("zarr.json"), f"not valid JSON: {e}") from e
-    nodes = (root.get("consolidated_metadata") or {}).get("metadata") or {}
-    grids = {}
-    for path, node in nodes.items():
-        if "/" in path or not path.startswith("utm") or node.get("node_type") != "group":
-            continue
-        attrs = node.get("attributes", {})
-        try:
-            a, _, c, _, e, f = attrs["spatial:transform"]
-            h, w = attrs["spatial:shape"]
-            zone = int(path[3:])
-        except (KeyError, ValueError, TypeError) as err:
-            raise StoreError(store.describe(f"{path}/zarr.json"), f"zone group lacks a usable spatial: grid ({err})")
-        if a != PIXEL_M or e != -PIXEL_M:
-            raise StoreError(store.describe(f"{path}/zarr.json"), f"pixel size {a}x{-e} is not {PIXEL_M} m")
-        grids[zone] = ZoneGrid(zone, float(c), float(f), int(h), int(w))
-    return grids
-
-
-def read_settings(store: Storage) -> dict | None:
-    """The conversion settings recorded in an existing store's sidecar, or None when there are none."""
-    try:
-        raw = store.read(SETTINGS_KEY)
-    except StorageError:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError as e:
-        raise StoreError(store.describe(SETTINGS_KEY), f"not valid JSON: {e}") from e

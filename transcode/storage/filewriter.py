@@ -15,8 +15,8 @@ import queue
 from pathlib import Path
 
 from transcode.errors import StorageError
-from transcode.objectwriter import ObjectWriter
-from transcode.writebehind import WriteBehind
+from transcode.storage.objectwriter import ObjectWriter
+from transcode.storage.writebehind import WriteBehind
 
 STAGE_BYTES = 8 * 1024 * 1024
 ALIGN = 4096

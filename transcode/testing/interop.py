@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from transcode.codecs import parse_codec_options
+from transcode.codecs.spec import parse_codec_options
+from transcode.engine.plan import Placement, Plan, make_plan
 from transcode.legacy.inventory import Inventory
-from transcode.plan import Placement, Plan, make_plan
 
-TOOLS_DIR = Path(__file__).resolve().parents[1] / "tools" / "interop"
-README = Path(__file__).resolve().parents[1] / "README.md"
-MATRIX_MODULE = Path(__file__).resolve().parent / "interop_matrix.py"
+REPO = Path(__file__).resolve().parents[2]  # a source checkout: the matrix tool runs from one
+TOOLS_DIR = REPO / "tools" / "interop"
+README = REPO / "README.md"
+MATRIX_MODULE = REPO / "transcode" / "codecs" / "interop_matrix.py"
 MARK_START, MARK_END = "<!-- interop-matrix:start -->", "<!-- interop-matrix:end -->"
 
 # One store per option; between them they exercise every codec name, blosc compressor, shuffle and checksum.
@@ -33,7 +34,7 @@ MATRIX_OPTIONS = (
 READERS = ("zarr-python", "zarr-python+tessera", "tensorstore", "zarrs", "zarrita.js")
 READER_TITLES = {
     "zarr-python": "zarr-python",
-    "zarr-python+tessera": "zarr-python + `transcode.extracodecs`",
+    "zarr-python+tessera": "zarr-python + `transcode.codecs.extracodecs`",
     "tensorstore": "tensorstore (C++)",
     "zarrs": "zarrs (Rust)",
     "zarrita.js": "zarrita.js (browser JS)",
@@ -71,7 +72,7 @@ def make_archive(base: Path) -> tuple[str, Inventory]:
     """The tiny synthetic archive (both hemispheres, across the zone 30/31 boundary) and its inventory."""
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory
-    from transcode.synthetic import make_legacy_archive
+    from transcode.testing.synthetic import make_legacy_archive
 
     rep = make_legacy_archive(base / "archive", years=(YEAR,), preset="tiny", seed=4)
     return rep.root, build_inventory(open_archive(rep.root))
@@ -79,7 +80,7 @@ def make_archive(base: Path) -> tuple[str, Inventory]:
 
 def write_store(archive: str, inv: Inventory, store: Path, option: str) -> None:
     """Convert the archive with `option` for both arrays, exactly as `tessera-transcode convert` would."""
-    from transcode.convert import ConvertOptions, convert
+    from transcode.engine.convert import ConvertOptions, convert
 
     options = ConvertOptions(shard=SHARD, codecs=parse_codec_options([option]))
     report = convert(archive, str(store), options, inventory=inv)
@@ -106,8 +107,8 @@ def _windows(plan: Plan) -> list[tuple[int, int, int, int, int, int]]:
 def expected_window(archive: str, plan: Plan, zone: int, t: int, y0: int, y1: int, x0: int, x1: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (128, h, w) and scales (h, w) of a window, painted from the source tiles (later tiles win)."""
+    from transcode.engine.shardbuild import sanitize_scales
     from transcode.legacy.tiles import read_landmask
-    from transcode.shardbuild import sanitize_scales
     from transcode.storage import open_storage
 
     source = open_storage(archive)
@@ -172,14 +173,14 @@ def zarr_read(store: str, jobs: list[dict]) -> list[dict]:
 
 def _plain_zarr_main() -> None:
     """Subprocess entry: zarr-python with no tessera-transcode codecs registered (stdin/stdout JSON)."""
-    assert "transcode.extracodecs" not in sys.modules
+    assert "transcode.codecs.extracodecs" not in sys.modules
     job = json.load(sys.stdin)
     print(json.dumps(zarr_read(job["store"], job["reads"])))
 
 
 def read_zarr_plain(store: str, jobs: list[dict]) -> list[dict]:
     """zarr-python as a user has it without this toolkit: a fresh interpreter that never imports our codecs."""
-    code = "from transcode.interop import _plain_zarr_main; _plain_zarr_main()"
+    code = "from transcode.testing.interop import _plain_zarr_main; _plain_zarr_main()"
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"store": store, "reads": jobs}),
                           capture_output=True, text=True, check=False)
     if done.returncode:
@@ -188,8 +189,8 @@ def read_zarr_plain(store: str, jobs: list[dict]) -> list[dict]:
 
 
 def read_zarr_tessera(store: str, jobs: list[dict]) -> list[dict]:
-    """zarr-python with `transcode.extracodecs` imported (Brotli and Snappy registered)."""
-    import transcode.extracodecs  # noqa: F401
+    """zarr-python with `transcode.codecs.extracodecs` imported (Brotli and Snappy registered)."""
+    import transcode.codecs.extracodecs  # noqa: F401
 
     return zarr_read(store, jobs)
 
@@ -302,7 +303,7 @@ def run_matrix(base: Path, options: Sequence[str] = MATRIX_OPTIONS,
 
 def render_table(matrix: dict[str, dict[str, str]]) -> str:
     """The README table: one row per codec option, one column per reader."""
-    from transcode.codecs import parse_codec_spec
+    from transcode.codecs.spec import parse_codec_spec
 
     cell = {"yes": "✅", "no": "—", "MISMATCH": "❌ wrong values"}
     lines = ["| codec option | inner chunk codecs (Zarr v3 names) | "
@@ -327,7 +328,7 @@ def replace_readme_table(text: str, table: str) -> str:
 
 
 def matrix_module_source(result: MatrixResult) -> str:
-    """The generated `transcode/interop_matrix.py`: what `codecs` and the convert warning report."""
+    """The generated `transcode/codecs/interop_matrix.py`: what `codecs` and the convert warning report."""
     return ('"""Generated by `python3 tools/interop/matrix.py` (do not edit): for each codec option, whether a reader\n'
             'decoded a store written with it bit-exactly ("yes"), could not decode it ("no") or returned wrong values\n'
             '("MISMATCH"). VERSIONS are the readers that produced it."""\n\n'

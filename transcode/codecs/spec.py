@@ -6,7 +6,7 @@ Zarr v3 names written, chosen so that other implementations recognise them (see 
 - `numcodecs.lz4` (configuration `acceleration`): numcodecs' LZ4 (4-byte little-endian size + LZ4 block) as
   registered in zarr-extensions, built into zarr-python and zarrita.js; zarrs and tensorstore have no LZ4;
 - `imagecodecs_brotli` (`level`, `lgwin`) and `imagecodecs_snappy`: the names imagecodecs-zarr registers with
-  zarr-python, the only Zarr v3 names in use for these compressors (implemented in `transcode.extracodecs`).
+  zarr-python, the only Zarr v3 names in use for these compressors (implemented in `transcode.codecs.extracodecs`).
 `+crc32c` appends the `crc32c` codec after the compressor: a CRC32C of every stored inner chunk.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from transcode.errors import UsageError
 
 if TYPE_CHECKING:
-    from transcode.batchencode import BatchEncoder
+    from transcode.codecs.batchencode import BatchEncoder
 
 ARRAYS = ("embeddings", "scales")
 NAMES = ("blosc", "zstd", "gzip", "brotli", "snappy", "lz4", "none")
@@ -122,11 +122,11 @@ class CodecSpec:
                 warnings.simplefilter("ignore")  # "not in the Zarr v3 specification": `codecs` says so, per reader
                 codecs.append(LZ4(acceleration=self.level))
         elif self.name == "brotli":
-            from transcode.extracodecs import BrotliCodec
+            from transcode.codecs.extracodecs import BrotliCodec
 
             codecs.append(BrotliCodec(level=self.level, lgwin=self.window))
         elif self.name == "snappy":
-            from transcode.extracodecs import SnappyCodec
+            from transcode.codecs.extracodecs import SnappyCodec
 
             codecs.append(SnappyCodec())
         if self.crc32c:
@@ -146,7 +146,7 @@ class CodecSpec:
 
     def batch_encoder(self, dtype: np.dtype, chunk_nbytes: int) -> BatchEncoder | None:
         """A C loop giving `encoder`'s bytes for many inner chunks per call (Blosc without +crc32c), else None."""
-        from transcode.batchencode import batch_encoder
+        from transcode.codecs.batchencode import batch_encoder
 
         if self.name != "blosc" or self.crc32c:
             return None
@@ -180,7 +180,7 @@ class CodecSpec:
         return None
 
     def _compressor(self, dtype: np.dtype) -> Encoder:
-        from transcode import extracodecs as x
+        from transcode.codecs import extracodecs as x
 
         if self.name == "brotli":
             level, window = self.level, self.window
@@ -193,7 +193,7 @@ class CodecSpec:
         return lambda a: bytes(codec.encode(a))
 
     def _decompressor(self, dtype: np.dtype) -> Decoder:
-        from transcode import extracodecs as x
+        from transcode.codecs import extracodecs as x
 
         if self.name == "brotli":
             return x.brotli_decompress

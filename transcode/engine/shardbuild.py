@@ -8,14 +8,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from transcode.codecs import CodecSpec
+from transcode.codecs.spec import CodecSpec
+from transcode.engine.plan import Placement, ShardTask
+from transcode.engine.shardwriter import ShardWriter
+from transcode.engine.transpose import band_to_chunks, chunk_layout
 from transcode.errors import ArchiveError
 from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
 from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
-from transcode.plan import Placement, ShardTask
-from transcode.shardwriter import ShardWriter
 from transcode.storage import DEFAULT_PART_SIZE, ObjectWriter, Storage
-from transcode.transpose import band_to_chunks, chunk_layout
 
 EMB_FILL = 0
 SCALE_FILL = np.float32(np.inf)

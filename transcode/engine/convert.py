@@ -11,18 +11,19 @@ from typing import Any
 from tqdm import tqdm
 
 from transcode import __version__
-from transcode.codecs import CodecSpec, parse_codec_options, parse_codec_spec
+from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
+from transcode.engine.executors import Executor, Job, make_executor, run_task
+from transcode.engine.journal import entry_key, list_entries, read_entries, write_entry
+from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
+from transcode.engine.shardbuild import EncodeSettings, ObjectRecord
+from transcode.engine.storestate import read_settings, read_zone_grids
 from transcode.errors import ArchiveError, StoreError, UsageError
-from transcode.executors import Executor, Job, make_executor, run_task
-from transcode.journal import entry_key, list_entries, read_entries, write_entry
+from transcode.format.manifest import MANIFEST_KEY, manifest_bytes, record_for_bytes
+from transcode.format.metadata import SETTINGS_KEY, build_metadata
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
-from transcode.manifest import MANIFEST_KEY, manifest_bytes, record_for_bytes
-from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
-from transcode.shardbuild import EncodeSettings, ObjectRecord
 from transcode.storage import DEFAULT_PART_SIZE, S3Options, Storage, StorageError, open_storage
-from transcode.store import SETTINGS_KEY, build_metadata, read_settings, read_zone_grids
 
 
 class StrictError(ArchiveError):

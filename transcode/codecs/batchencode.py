@@ -1,5 +1,5 @@
 """Compress a run of inner chunks in one call: the default codec (Blosc) through numcodecs' own bundled c-blosc,
-looped in C (`transcode/_bloscbatch.c`), so a shard's 16,384 chunks cost no Python call, bytes object or copy
+looped in C (`transcode/codecs/_bloscbatch.c`), so a shard's 16,384 chunks cost no Python call, bytes object or copy
 each. The bytes are those of `numcodecs.Blosc.encode`; other codecs keep the per-chunk path."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import ctypes
 import numpy as np
 
 try:
-    from transcode._bloscbatch import encode as _encode
+    from transcode.codecs._bloscbatch import encode as _encode
 except ImportError:  # built without a C compiler: the per-chunk path is used
     _encode = None
 

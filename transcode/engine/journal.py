@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from transcode.plan import ShardTask
-from transcode.shardbuild import ObjectRecord
+from transcode.engine.plan import ShardTask
+from transcode.engine.shardbuild import ObjectRecord
 from transcode.storage import Storage
 
 JOURNAL_PREFIX = ".tessera/journal"

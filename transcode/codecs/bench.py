@@ -1,6 +1,6 @@
 """`bench-codecs`: measure every codec option on real tiles of the user's archive.
 
-N tile-years are placed and cut into inner chunks by `transcode.shardbuild.build_shard` itself (the code convert
+N tile-years are placed and cut into inner chunks by `transcode.engine.shardbuild.build_shard` itself (the code convert
 runs), with a recording encoder in place of the codec; the recorded chunks (every k-th, up to a byte budget) are then
 compressed and decompressed by each option on one core. Projections scale the sample to the whole archive by
 input bytes: store size from the compressed fraction, single-core transcode time from the measured read/assemble
@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 import crc32c
 import numpy as np
 
-from transcode.codeccatalog import BROWSER_AND_NATIVE, readers
-from transcode.codecs import parse_codec_spec
+from transcode.codecs.catalog import BROWSER_AND_NATIVE, readers
+from transcode.codecs.spec import parse_codec_spec
+from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
 from transcode.legacy.inventory import Inventory
 from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE
-from transcode.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
 
 BENCH_OPTIONS = (
     "none", "blosc:zstd:1", "blosc:zstd:3", "blosc:zstd:5", "blosc:zstd:3:none", "blosc:lz4:5", "blosc:lz4hc:5",
@@ -131,7 +131,7 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
     """Build the shards of N tiles with convert's own code, recording their inner chunks."""
     import numcodecs
 
-    from transcode.shardbuild import EncodeSettings, build_shard
+    from transcode.engine.shardbuild import EncodeSettings, build_shard
     from transcode.storage import S3Options, open_storage
 
     full = make_plan(inv, years=years, shard=shard, chunk=chunk)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import crc32c
 import numpy as np
 
-from transcode.batchencode import BatchEncoder
-from transcode.codecs import Encoder
+from transcode.codecs.batchencode import BatchEncoder
+from transcode.codecs.spec import Encoder
 from transcode.storage import ObjectWriter
 
 MISSING = np.uint64(2**64 - 1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transcode.grid import Footprint, TileId, footprint, parse_tile_name, tile_name
+from transcode.format.grid import Footprint, TileId, footprint, parse_tile_name, tile_name
 
 __all__ = [
     "FAULTS",

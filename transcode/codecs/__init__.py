@@ -1,0 +1,1 @@
+"""Codecs: codec specs, their Zarr v3 configurations and encoders, the extra codecs, the reader catalogue."""

@@ -1,0 +1,1 @@
+"""The convert engine: plan, shard builder, journal, executors, and the convert/extend runs."""

@@ -1,0 +1,48 @@
+"""What an existing store already holds, as a later run needs it: its zone grids and its recorded settings."""
+
+from __future__ import annotations
+
+import json
+
+from transcode.errors import StoreError
+from transcode.format.grid import PIXEL_M, ZoneGrid
+from transcode.format.metadata import SETTINGS_KEY
+from transcode.storage import Storage, StorageError
+
+
+def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
+    """Zone grids of an existing store, from the zone groups' spatial: attributes (empty when no store)."""
+    try:
+        root = json.loads(store.read("zarr.json"))
+    except StorageError:
+        return {}
+    except ValueError as e:
+        raise StoreError(store.describe("zarr.json"), f"not valid JSON: {e}") from e
+    nodes = (root.get("consolidated_metadata") or {}).get("metadata") or {}
+    grids = {}
+    for path, node in nodes.items():
+        if "/" in path or not path.startswith("utm") or node.get("node_type") != "group":
+            continue
+        attrs = node.get("attributes", {})
+        try:
+            a, _, c, _, e, f = attrs["spatial:transform"]
+            h, w = attrs["spatial:shape"]
+            zone = int(path[3:])
+        except (KeyError, ValueError, TypeError) as err:
+            raise StoreError(store.describe(f"{path}/zarr.json"), f"zone group lacks a usable spatial: grid ({err})")
+        if a != PIXEL_M or e != -PIXEL_M:
+            raise StoreError(store.describe(f"{path}/zarr.json"), f"pixel size {a}x{-e} is not {PIXEL_M} m")
+        grids[zone] = ZoneGrid(zone, float(c), float(f), int(h), int(w))
+    return grids
+
+
+def read_settings(store: Storage) -> dict | None:
+    """The conversion settings recorded in an existing store's sidecar, or None when there are none."""
+    try:
+        raw = store.read(SETTINGS_KEY)
+    except StorageError:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise StoreError(store.describe(SETTINGS_KEY), f"not valid JSON: {e}") from e

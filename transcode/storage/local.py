@@ -1,0 +1,162 @@
+"""Local storage: a directory tree on a POSIX file system, written through temporary files and renames."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from transcode.errors import StorageError
+from transcode.storage.base import DEFAULT_PART_SIZE, PARTIAL_SUFFIX, ObjectInfo, Storage
+from transcode.storage.filewriter import FileWriter
+from transcode.storage.objectwriter import ObjectWriter
+
+
+def _partial_path(path: Path) -> Path:
+    """A unique temporary name beside `path` (`.<name>.<random>.partial`), discarded by the next run if left."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
+
+
+class LocalStorage(Storage):
+    """A directory tree on a POSIX file system."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not base.exists():
+            return
+        if not base.is_dir():
+            raise StorageError(str(base), "is not a directory")
+        start = prefix.strip("/")
+        yield from self._walk(base, start)
+
+    def list_after(self, start_after: str) -> Iterator[ObjectInfo]:
+        if not self.root.exists():
+            return
+        yield from self._walk(self.root, "", start_after.encode("utf-8", "surrogateescape"))
+
+    def _walk(self, directory: Path, rel: str, after: bytes | None = None) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as e:
+            raise StorageError(str(directory), f"cannot list: {e.strerror or e}") from e
+        # sort as full keys would sort: a directory 'a' sorts as 'a/' so 'a-b' < 'a/x'
+        decorated = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            name = entry.name + ("/" if is_dir else "")
+            decorated.append((name.encode("utf-8", "surrogateescape"), entry, is_dir))
+        decorated.sort(key=lambda t: t[0])
+        for _, entry, is_dir in decorated:
+            key = f"{rel}/{entry.name}" if rel else entry.name
+            if after is not None:
+                bkey = key.encode("utf-8", "surrogateescape")
+                if is_dir and not after.startswith(bkey + b"/"):
+                    if bkey + b"/" < after:
+                        continue  # every key below sorts before `after`
+                    yield from self._walk(Path(entry.path), key)  # every key below sorts after it
+                    continue
+                if not is_dir and bkey <= after:
+                    continue
+            if is_dir:
+                yield from self._walk(Path(entry.path), key, after)
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # vanished or dangling link
+            if stat_mod.S_ISREG(st.st_mode):
+                yield ObjectInfo(key, st.st_size, None, st.st_mtime)
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix.strip("/"))
+        try:
+            return sorted((e.name for e in os.scandir(base) if e.is_dir()), key=lambda n: n.encode())
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StorageError(str(base), f"cannot list: {e.strerror or e}") from e
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError as e:
+            raise StorageError(str(path), "no such file") from e
+        except OSError as e:
+            raise StorageError(str(path), f"cannot stat: {e.strerror or e}") from e
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise StorageError(str(path), "is not a regular file")
+        return ObjectInfo(key, st.st_size, None, st.st_mtime)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except OSError as e:
+            raise StorageError(str(path), f"cannot read: {e.strerror or e}") from e
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")
+        except OSError as e:
+            raise StorageError(str(path), f"cannot open: {e.strerror or e}") from e
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _partial_path(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
+
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
+        path = self._path(key)
+        return FileWriter(path, _partial_path(path))
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StorageError(str(self._path(key)), f"cannot delete: {e.strerror or e}") from e
+
+    def discard_abandoned_writes(self) -> int:
+        n = 0
+        for obj in self.list():
+            name = obj.key.rsplit("/", 1)[-1]
+            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                self.delete(obj.key)
+                n += 1
+        return n
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def child(self, prefix: str) -> "LocalStorage":
+        return LocalStorage(self._path(prefix.strip("/")))
+
+    def describe(self, key: str = "") -> str:
+        return str(self._path(key))

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and the demo: the synthetic legacy archive, the codec interop matrix."""
