@@ -17,7 +17,8 @@ MiB = 1024 * 1024
 OPTION_KEYS = {
     "endpoint-url": ("endpoint_url", str), "endpoint": ("endpoint_url", str), "region": ("region", str),
     "profile": ("profile", str), "anonymous": ("anonymous", bool), "path-style": ("path_style", bool),
-    "ca-bundle": ("ca_bundle", str), "part-size": ("part_size", int),
+    "ca-bundle": ("ca_bundle", str), "part-size": ("part_size", int), "acl": ("acl", str),
+    "requester-pays": ("requester_pays", bool),
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -52,6 +53,7 @@ class Mirror:
         if self.is_s3:
             d.update({"endpoint_url": o.endpoint_url, "region": o.region, "profile": o.profile,
                       "anonymous": o.anonymous, "path_style": o.path_style})
+            d.update({k: v for k, v in (("acl", o.acl), ("requester_pays", o.requester_pays)) if v})
         if self.part_size:
             d["part_size"] = self.part_size
         return d
