@@ -97,7 +97,7 @@ def s3_error(where: str, exc: BaseException, attempts: int | None = None, secret
         err = resp.get("Error") or {}
         code = str(err.get("Code") or "")
         status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        cause = " ".join(str(p) for p in (status, code) if p)
+        cause = f"{status} {code}" if status and code and code != str(status) else str(code or status)
         detail = _hidden(str(err.get("Message") or ""), secrets)
         if code in S3_NOT_FOUND_CODES or (status == 404 and not code):
             what = {"NoSuchBucket": "no such bucket", "NoSuchUpload": "no such multipart upload"}.get(code, "no such object")

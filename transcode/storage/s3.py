@@ -55,7 +55,7 @@ class S3Storage(Storage):
         cfg = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"mode": "standard", "max_attempts": o.max_attempts or 8},
+            retries={"mode": "standard", "total_max_attempts": o.max_attempts or 8},  # retries included
             max_pool_connections=o.max_connections or 32,
             connect_timeout=o.timeout or 60,
             read_timeout=o.timeout or 60,

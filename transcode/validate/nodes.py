@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from transcode.errors import ObjectNotFoundError, StorageError, StoreError, TransientStorageError
+from transcode.errors import AccessDeniedError, ObjectNotFoundError, StorageError, StoreError, TransientStorageError
 from transcode.format.metadata import SIDECAR
 from transcode.storage import Storage, join_key
 from transcode.validate.zarrspec import ArraySpec, check_document, parse_json
@@ -107,16 +107,17 @@ class StoreView:
 
 
 def _read_node(storage: Storage, path: str, counters: Counter, lock: threading.Lock) -> Node | None:
-    """The node at `path`, None when there is no zarr.json there; a node with an error when it cannot be read (a
-    transient failure is raised: it says nothing about the store)."""
+    """The node at `path`, None when there is no zarr.json there; a node with an error when it cannot be read. A
+    transient failure is raised (it says nothing about the store), and so is a refused root (the store cannot be
+    read at all with these credentials: unusable input, not a finding)."""
     key = node_key(path)
     try:
         raw = storage.read(key)
     except ObjectNotFoundError:
         return None
-    except TransientStorageError:
-        raise
     except StorageError as e:
+        if isinstance(e, TransientStorageError) or (not path and isinstance(e, AccessDeniedError)):
+            raise
         return Node(path, error=f"cannot read: {e.reason}")
     with lock:
         counters["metadata_documents"] += 1
