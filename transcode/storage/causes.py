@@ -100,7 +100,8 @@ def s3_error(where: str, exc: BaseException, attempts: int | None = None, secret
         cause = f"{status} {code}" if status and code and code != str(status) else str(code or status)
         detail = _hidden(str(err.get("Message") or ""), secrets)
         if code in S3_NOT_FOUND_CODES or (status == 404 and not code):
-            what = {"NoSuchBucket": "no such bucket", "NoSuchUpload": "no such multipart upload"}.get(code, "no such object")
+            what = {"NoSuchBucket": "the bucket does not exist",
+                    "NoSuchUpload": "the multipart upload does not exist (completed or aborted)"}.get(code, "no such object")
             return ObjectNotFoundError(where, what, cause)
         if code in S3_DENIED_CODES or status == 403:
             return AccessDeniedError(where, f"access denied ({code or status}): check the credentials (profile, "
