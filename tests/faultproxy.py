@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Self
 from urllib.parse import unquote, urlsplit
 
 RESET = "reset"  # a `fail` answer: drop the connection without answering
@@ -127,7 +128,7 @@ class FaultyProxy:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "FaultyProxy":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from faultproxy import FaultyProxy
+
 from transcode import schemas
 from transcode.engine.convert import ConvertOptions, convert
 from transcode.storage import LocalStorage, S3Options, S3Storage, Storage

@@ -117,7 +117,7 @@ def test_requester_pays_header_on_every_request(s3_server, monkeypatch):
     assert s.discard_abandoned_writes() == 1
     assert [o.key for o in s.list()] == ["a/big", "a/one"] and s.list_dirs() == ["a"]
     assert [o.key for o in s.list_after("a/big")] == ["a/one"]
-    objs, subs, complete = s.list_level("")
+    _, subs, complete = s.list_level("")
     assert subs == ["a/"] and complete
     assert s.stat("a/one").size == 1 and s.part_info("a/big")[0] > 0
     assert s.read_range("a/big", 10, 5) == _big(6 * MiB)[10:15] and s.read("a/one") == b"1"

@@ -18,7 +18,7 @@ class TranscodeError(Exception):
         return type(self)._rebuild, (self.where, self.reason, self.__dict__)
 
     @classmethod
-    def _rebuild(cls, where: str, reason: str, state: dict) -> "TranscodeError":
+    def _rebuild(cls, where: str, reason: str, state: dict) -> TranscodeError:
         e = cls.__new__(cls)
         TranscodeError.__init__(e, where, reason)
         e.__dict__.update(state)
@@ -40,7 +40,7 @@ class StorageError(TranscodeError):
         super().__init__(where, reason)
         self.cause = cause
 
-    def within(self, where: str) -> "StorageError":
+    def within(self, where: str) -> StorageError:
         """The same error (same class and cause) located inside `where`; the message keeps the original place."""
         return type(self)(where, str(self), self.cause)
 
