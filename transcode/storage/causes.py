@@ -62,7 +62,7 @@ def _transient_classes() -> tuple[type[BaseException], ...]:
     import urllib3.exceptions as ue
 
     return (be.ConnectionError, be.HTTPClientError, be.IncompleteReadError, ue.ProtocolError, ue.TimeoutError,
-            ue.IncompleteRead, ue.NewConnectionError, http.client.IncompleteRead, http.client.HTTPException,
+            ue.IncompleteRead, ue.NewConnectionError, http.client.IncompleteRead, http.client.BadStatusLine,
             ConnectionError, TimeoutError)
 
 
@@ -75,6 +75,7 @@ def _denied_classes() -> tuple[type[BaseException], ...]:
 
 
 def _tls_classes() -> tuple[type[BaseException], ...]:
+    """Exception classes of a TLS handshake or certificate failure: a configuration problem, not transient."""
     import botocore.exceptions as be
     import urllib3.exceptions as ue
 
@@ -99,7 +100,7 @@ def s3_error(where: str, exc: BaseException, attempts: int | None = None, secret
         status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         cause = f"{status} {code}" if status and code and code != str(status) else str(code or status)
         detail = _hidden(str(err.get("Message") or ""), secrets)
-        if code in S3_NOT_FOUND_CODES or (status == 404 and not code):
+        if code in S3_NOT_FOUND_CODES or status == 404:
             what = {"NoSuchBucket": "the bucket does not exist",
                     "NoSuchUpload": "the multipart upload does not exist (completed or aborted)"}.get(code, "no such object")
             return ObjectNotFoundError(where, what, cause)
