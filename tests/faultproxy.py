@@ -27,7 +27,8 @@ class FaultyProxy:
 
     def __init__(self, target: str, slowdown_every: int = 0, reset_every: int = 0, cut_every: int = 0,
                  delay: float = 0.0, fail: Callable[[str, str], tuple[int, str] | str | None] | None = None) -> None:
-        self.slowdown_every, self.reset_every, self.cut_every, self.delay = slowdown_every, reset_every, cut_every, delay
+        self.slowdown_every, self.reset_every, self.cut_every = slowdown_every, reset_every, cut_every
+        self.delay = delay
         self.fail = fail
         self.count = 0
         self.injected: dict[str, int] = {"slowdown": 0, "reset": 0, "cut": 0}

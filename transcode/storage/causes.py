@@ -40,6 +40,8 @@ def os_error(where: str, exc: OSError, action: str) -> StorageError:
 # --------------------------------------------------------------------------------------------- S3
 
 S3_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"})
+_NOT_FOUND_TEXT = {"NoSuchBucket": "the bucket does not exist",
+                   "NoSuchUpload": "the multipart upload does not exist (completed or aborted)"}
 S3_DENIED_CODES = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                              "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem",
                              "InvalidSecurity", "UnauthorizedAccess", "AuthFailure"})
@@ -101,9 +103,7 @@ def s3_error(where: str, exc: BaseException, attempts: int | None = None, secret
         cause = f"{status} {code}" if status and code and code != str(status) else str(code or status)
         detail = _hidden(str(err.get("Message") or ""), secrets)
         if code in S3_NOT_FOUND_CODES or status == 404:
-            what = {"NoSuchBucket": "the bucket does not exist",
-                    "NoSuchUpload": "the multipart upload does not exist (completed or aborted)"}.get(code, "no such object")
-            return ObjectNotFoundError(where, what, cause)
+            return ObjectNotFoundError(where, _NOT_FOUND_TEXT.get(code, "no such object"), cause)
         if code in S3_DENIED_CODES or status == 403:
             return AccessDeniedError(where, f"access denied ({code or status}): check the credentials (profile, "
                                             "environment, instance role), the endpoint and the bucket's policy", cause)

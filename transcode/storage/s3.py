@@ -17,6 +17,8 @@ from transcode.storage.causes import s3_error, transient_response
 from transcode.storage.objectwriter import ObjectWriter
 from transcode.storage.writebehind import WriteBehind
 
+DEFAULT_ATTEMPTS = 8  # botocore attempts per request, retries included, unless S3Options.max_attempts says
+
 
 class S3Storage(Storage):
     """A prefix in an S3 bucket (AWS, Ceph RGW or any S3-compatible endpoint), through boto3.
@@ -55,7 +57,7 @@ class S3Storage(Storage):
         cfg = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"mode": "standard", "total_max_attempts": o.max_attempts or 8},  # retries included
+            retries={"mode": "standard", "total_max_attempts": o.max_attempts or DEFAULT_ATTEMPTS},
             max_pool_connections=o.max_connections or 32,
             connect_timeout=o.timeout or 60,
             read_timeout=o.timeout or 60,
@@ -118,7 +120,8 @@ class S3Storage(Storage):
                 hide = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
             except Exception:  # noqa: BLE001 - credentials that cannot even be read cannot leak either
                 hide = []
-        return s3_error(f"s3://{self.bucket}/{self._key(key)}", exc, self.options.max_attempts or 8, hide)
+        attempts = self.options.max_attempts or DEFAULT_ATTEMPTS
+        return s3_error(f"s3://{self.bucket}/{self._key(key)}", exc, attempts, hide)
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         full = self._key(prefix)
@@ -182,8 +185,8 @@ class S3Storage(Storage):
         full = full + "/" if full else ""
         names: list[str] = []
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, Delimiter="/",
-                                                                           **self._pay)
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
+                                                                           Delimiter="/", **self._pay)
             for page in pages:
                 names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         except Exception as e:
@@ -202,8 +205,8 @@ class S3Storage(Storage):
         if length <= 0:
             return b""
         try:
-            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}",
-                                       **self._pay)
+            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                        Range=f"bytes={start}-{start + length - 1}", **self._pay)
             return r["Body"].read()
         except Exception as e:
             resp = getattr(e, "response", None)

@@ -106,7 +106,8 @@ def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[
     try:
         index = layout.parse_index(raw)
     except DecodeError as e:
-        findings.append(Finding(ERROR, LEVEL, "shard-crc" if isinstance(e, ChecksumMismatch) else "shard-index", shard.key,
+        code = "shard-crc" if isinstance(e, ChecksumMismatch) else "shard-index"
+        findings.append(Finding(ERROR, LEVEL, code, shard.key,
                                 f"shard index unusable: {e} (truncated or overwritten shard)",
                                 details={"index_offset": start, "index_bytes": length}))
         return findings, None, len(raw)
