@@ -386,6 +386,25 @@ def test_s3_keywords_follow_the_flag_names():
         s3_options({"anonymous": "yes"}, "inventory")
 
 
+def test_cli_s3_flags_become_the_api_keywords_and_s3_options():
+    from transcode.api.keywords import s3_options
+    from transcode.cli import common
+    from transcode.mirrors.spec import parse_mirrors
+
+    args = build_parser().parse_args(["convert", "SRC", "s3://b/x", "--store-acl", "bucket-owner-full-control",
+                                      "--store-requester-pays", "--store-aws-profile", "p", "--source-anonymous",
+                                      "--source-ca-bundle", "ca.pem", "--source-endpoint-url", "http://h:1"])
+    store_opts = s3_options(common.s3_keywords(args, "store", writes=True), "convert", "store", writes=True)
+    source_opts = s3_options(common.s3_keywords(args, "source"), "convert", "source")
+    assert (store_opts.acl, store_opts.requester_pays, store_opts.profile) == ("bucket-owner-full-control", True, "p")
+    assert (source_opts.anonymous, source_opts.ca_bundle, source_opts.endpoint_url) == (True, "ca.pem", "http://h:1")
+    assert source_opts.acl is None and not source_opts.requester_pays
+    args = build_parser().parse_args(["verify-mirrors", "a=s3://b/x", "b=/y", "-O", "a:acl=bucket-owner-full-control",
+                                      "-O", "a:requester-pays", "-O", "a:aws-profile=p"])
+    [a, _] = parse_mirrors(args.mirrors, args.mirror_option)
+    assert (a.options.acl, a.options.requester_pays, a.options.profile) == ("bucket-owner-full-control", True, "p")
+
+
 def test_api_errors_are_typed(archive, store, tmp_path):
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         transcode.plan(archive, colour="blue")
@@ -433,9 +452,10 @@ def test_api_names_survive_imports_of_the_subpackages_named_alike():
     """transcode.validate and transcode.codecs stay the API functions after their namesake subpackages load."""
     out = _fresh("import transcode.validate.report, transcode.codecs.spec; import transcode; "
                  "from transcode import validate, codecs; from transcode.validate.report import Finding; "
+                 "from transcode.codecs import spec; "
                  "print(callable(transcode.validate), callable(transcode.codecs), validate is transcode.validate, "
-                 "codecs().ok, Finding.__module__)")
-    assert out.split() == ["True", "True", "True", "True", "transcode.validate.report"]
+                 "codecs().ok, Finding.__module__, spec.__name__)")
+    assert out.split() == ["True", "True", "True", "True", "transcode.validate.report", "transcode.codecs.spec"]
 
 
 def test_python_dash_m_and_version():

@@ -295,6 +295,31 @@ def test_text_report_names_each_difference_and_summarises_per_mirror(faulty, tmp
     assert lines[-1].startswith("hint:") and "OUT OF SYNC" in lines[-2]
 
 
+def test_json_document_holds_what_the_json_lines_stream(faulty, tmp_path):
+    """--json: one document when the run ends, with the stream's differences and summary (schema-checked)."""
+    from referencing import Registry, Resource
+
+    ms, _, _ = faulty
+    diffs, summary = verify(ms, "--level", "zarr", expect=1, cwd=tmp_path)
+    r = cli(ms.env, *ms.args, "--level", "zarr", "--json", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "--json now prints one JSON document" in r.stderr and "--json-lines" in r.stderr
+    doc = json.loads(r.stdout)
+    names = ("mirror-report", "mirror-summary", "mirror-difference", "mirror-repair-event")
+    docs = {n: schemas.load(f"{n}.schema.json") for n in names}
+    registry = Registry().with_resources((d["$id"], Resource.from_contents(d)) for d in docs.values())
+    jsonschema.Draft202012Validator(docs["mirror-report"], registry=registry).validate(doc)
+    [only] = doc["passes"]
+    assert only["differences"] == diffs and only["differences_omitted"] == 0 and not doc["in_sync"]
+
+    def steady(s: dict) -> dict:  # timings and request counts vary between two runs
+        return {**s, "seconds": 0, "mirrors": [{k: v for k, v in m.items() if k not in ("requests", "retries",
+                                                                                        "transient")}
+                                               for m in s["mirrors"]]}
+
+    assert steady(only["summary"]) == steady(summary)
+
+
 def test_two_s3_mirrors_in_sync_at_the_etag_level_and_empty_prefix(tiny_store, rgw_server, moto_server, aws_env,
                                                                   tmp_path):
     ms = make_mirrors(tiny_store, rgw_server, moto_server, aws_env, tmp_path)

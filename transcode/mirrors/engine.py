@@ -345,7 +345,7 @@ class Verifier:
                 self._save(ckpt)
                 ckpt.close()
             if isinstance(e, KeyboardInterrupt) and self.watermark is not None:
-                e.add_note(f"interrupted after {self.tally.keys} keys; state saved in {ckpt.path}: run the same "
+                e.add_note(f"stopped after {self.tally.keys} keys; state saved in {ckpt.path}: run the same "
                            "verification again to resume")
             raise
         finally:
