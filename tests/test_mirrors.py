@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from faultproxy import FaultyProxy
 
 from transcode import schemas
 from transcode.engine.convert import ConvertOptions, convert
@@ -479,101 +480,6 @@ def test_repair_plan_then_repair_brings_all_mirrors_in_line(tiny_store, rgw_serv
 
 
 # ------------------------------------------------------------------ throttling, resets, interruption
-
-class FaultyProxy:
-    """An HTTP proxy in front of an S3 endpoint that answers some requests with 503 SlowDown, drops some
-    connections before answering, cuts some GET bodies short, and can add latency to every request."""
-
-    def __init__(self, target: str, slowdown_every: int = 0, reset_every: int = 0, cut_every: int = 0,
-                 delay: float = 0.0) -> None:
-        import http.client
-        import http.server
-        import threading
-        from urllib.parse import urlsplit
-
-        self.slowdown_every, self.reset_every, self.cut_every, self.delay = slowdown_every, reset_every, cut_every, delay
-        self.count = 0
-        self.injected: dict[str, int] = {"slowdown": 0, "reset": 0, "cut": 0}
-        self._cut: set[tuple[str, str | None]] = set()
-        lock = threading.Lock()
-        host = urlsplit(target)
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a) -> None:
-                pass
-
-            def _any(self) -> None:
-                import time
-
-                with lock:
-                    proxy.count += 1
-                    n = proxy.count
-                if proxy.delay:
-                    time.sleep(proxy.delay)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if proxy.reset_every and n % proxy.reset_every == 0:
-                    proxy.injected["reset"] += 1
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if proxy.slowdown_every and n % proxy.slowdown_every == 0:
-                    proxy.injected["slowdown"] += 1
-                    msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(msg)))
-                    self.end_headers()
-                    self.wfile.write(msg)
-                    return
-                conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
-                conn.request(self.command, self.path, body=body or None, headers=dict(self.headers))
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                if self.command == "HEAD":
-                    self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
-                    self.end_headers()
-                    return
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if proxy.cut_every and self.command == "GET" and len(data) > 1000 and n % proxy.cut_every == 0 \
-                        and proxy._first_cut(self.path, self.headers.get("Range")):
-                    proxy.injected["cut"] += 1
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                self.wfile.write(data)
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._t = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._t.start()
-
-    def _first_cut(self, path: str, byte_range: str | None) -> bool:
-        """Cut a given GET at most once: with every fifth body cut and several readers, the retries of one
-        read could otherwise all land on cut turns and exhaust any retry budget, making the test a lottery."""
-        key = (path, byte_range)
-        if key in self._cut:
-            return False
-        self._cut.add(key)
-        return True
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def test_throttling_resets_and_cut_bodies_are_retried_and_counted(faulty, moto_server, tmp_path):
     ms, _, _ = faulty

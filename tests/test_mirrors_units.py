@@ -14,7 +14,7 @@ from pathlib import Path
 import crc32c
 import pytest
 
-from transcode.errors import StorageError, UsageError
+from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError, UsageError
 from transcode.mirrors import etags
 from transcode.mirrors.engine import VerifyOptions
 from transcode.mirrors.etags import parse as parse_etag
@@ -132,7 +132,7 @@ def test_prefetch_restarts_after_a_transient_failure():
             if last is not None and k <= last:
                 continue
             if len(calls) == 1 and i == 1500:
-                raise ConnectionResetError("peer reset")
+                raise TransientStorageError("m", "peer reset", "ECONNRESET")
             yield ObjectInfo(k, i)
 
     p = Prefetch("m", start, key=lambda o: o.key, is_transient=lambda e: transient_reason(e) is not None)
@@ -269,12 +269,20 @@ def test_retrier_retries_transient_failures_only():
     def flaky():
         calls.append(1)
         if len(calls) < 3:
-            raise StorageError("x", "cut") from ConnectionResetError("reset by peer")
+            raise TransientStorageError("x", "reset by peer", "ConnectionResetError")
         return "ok"
 
     assert r.call("m", flaky) == "ok" and len(calls) == 3 and r.by_mirror("m") == {"ConnectionResetError": 2}
-    with pytest.raises(StorageError):
-        r.call("m", lambda: (_ for _ in ()).throw(StorageError("x", "no such object")))
+    for final in (ObjectNotFoundError("x", "no such object"), StorageError("x", "reset", "ECONNRESET")):
+        calls.clear()
+
+        def fails(e=final):
+            calls.append(1)
+            raise e
+
+        with pytest.raises(type(final)):
+            r.call("m", fails)
+        assert len(calls) == 1  # decided by the type: neither absence nor an untyped failure is retried
     assert sum(r.by_mirror("m").values()) == 2
 
 

@@ -23,7 +23,7 @@ from transcode.format.metadata import SETTINGS_KEY, build_metadata
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
-from transcode.storage import DEFAULT_PART_SIZE, S3Options, Storage, StorageError, open_storage
+from transcode.storage import DEFAULT_PART_SIZE, ObjectNotFoundError, S3Options, Storage, StorageError, open_storage
 
 
 class StrictError(ArchiveError):
@@ -123,13 +123,13 @@ def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) 
 
 
 def _changed_metadata(store: Storage, docs: dict[str, bytes]) -> dict[str, bytes]:
-    """The metadata objects that differ from (or are missing in) the store."""
+    """The metadata objects that differ from (or are missing in) the store; a failure other than absence is raised."""
     changed = {}
     for key, data in docs.items():
         try:
             if store.read(key) == data:
                 continue
-        except StorageError:
+        except ObjectNotFoundError:
             pass
         changed[key] = data
     return changed

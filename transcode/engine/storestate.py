@@ -7,14 +7,15 @@ import json
 from transcode.errors import StoreError
 from transcode.format.grid import PIXEL_M, ZoneGrid
 from transcode.format.metadata import SETTINGS_KEY
-from transcode.storage import Storage, StorageError
+from transcode.storage import ObjectNotFoundError, Storage
 
 
 def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
-    """Zone grids of an existing store, from the zone groups' spatial: attributes (empty when no store)."""
+    """Zone grids of an existing store, from the zone groups' spatial: attributes (empty when no store). Only a
+    root zarr.json that does not exist means no store: any other failure to read it is raised."""
     try:
         root = json.loads(store.read("zarr.json"))
-    except StorageError:
+    except ObjectNotFoundError:
         return {}
     except ValueError as e:
         raise StoreError(store.describe("zarr.json"), f"not valid JSON: {e}") from e
@@ -37,10 +38,12 @@ def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
 
 
 def read_settings(store: Storage) -> dict | None:
-    """The conversion settings recorded in an existing store's sidecar, or None when there are none."""
+    """The conversion settings recorded in an existing store's sidecar, or None when it does not exist. Any other
+    failure to read it (denied, transient, a directory in its place) is raised: a store whose settings cannot be
+    read must never be taken for a new one and overwritten with other settings."""
     try:
         raw = store.read(SETTINGS_KEY)
-    except StorageError:
+    except ObjectNotFoundError:
         return None
     try:
         return json.loads(raw)

@@ -11,7 +11,7 @@ import crc32c
 
 from transcode.engine.shardbuild import ObjectRecord
 from transcode.errors import StoreError
-from transcode.storage import Storage, StorageError
+from transcode.storage import ObjectNotFoundError, Storage
 
 MANIFEST_KEY = ".tessera/manifest.parquet"
 
@@ -42,12 +42,12 @@ def manifest_bytes(records: Iterable[ObjectRecord]) -> bytes:
 
 
 def read_manifest(store: Storage) -> list[ObjectRecord]:
-    """The manifest rows of a store."""
+    """The manifest rows of a store; StoreError when it has none, the storage error when it cannot be read."""
     import pyarrow.parquet as pq
 
     try:
         data = store.read(MANIFEST_KEY)
-    except StorageError as e:
+    except ObjectNotFoundError as e:
         raise StoreError(store.describe(MANIFEST_KEY), "no store manifest (was the conversion finished?)") from e
     table = pq.read_table(io.BytesIO(data))
     return [ObjectRecord(**row) for row in table.to_pylist()]

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from transcode.errors import ArchiveError, StorageError
+from transcode.errors import ArchiveError, ObjectNotFoundError
 from transcode.format.grid import TileId, parse_tile_name
 from transcode.legacy.problems import WARNING, Problem
 from transcode.storage import ObjectInfo, S3Options, Storage, join_key, open_storage
@@ -201,5 +201,5 @@ def _list_registries(archive: LegacyArchive) -> None:
     for name in PARQUET_MANIFESTS:
         try:
             archive.parquet_manifests[name] = storage.stat(name)
-        except StorageError:
+        except ObjectNotFoundError:
             continue

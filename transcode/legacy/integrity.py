@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm import tqdm
 
-from transcode.errors import StorageError
+from transcode.errors import StorageError, TransientStorageError
 from transcode.legacy.problems import Problem
 from transcode.legacy.registries import Expectation
 from transcode.storage import ObjectInfo, Storage
@@ -40,7 +40,8 @@ def check_sizes(listed: dict[str, ObjectInfo], expectations: Iterable[Expectatio
 def hash_files(
     storage: Storage, objects: list[ObjectInfo], workers: int = 8, progress: bool = False
 ) -> tuple[dict[str, str], list[Problem]]:
-    """SHA-256 of each object, in parallel, with a byte progress bar; unreadable objects become problems."""
+    """SHA-256 of each object, in parallel, with a byte progress bar; unreadable objects become problems (a
+    transient failure is raised: it says nothing about the object)."""
     digests: dict[str, str] = {}
     problems: list[Problem] = []
     total = sum(o.size for o in objects)
@@ -51,6 +52,8 @@ def hash_files(
             obj = futures[fut]
             try:
                 digests[obj.key] = fut.result()
+            except TransientStorageError:
+                raise
             except StorageError as e:
                 problems.append(Problem(obj.key, "unreadable", e.reason))
             bar.update(obj.size)

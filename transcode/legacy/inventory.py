@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from transcode.errors import ArchiveError, StorageError
+from transcode.errors import ArchiveError, StorageError, TransientStorageError
 from transcode.format.grid import footprint
 from transcode.legacy.archive import LegacyArchive, TileFiles
 from transcode.legacy.integrity import check_hashes, check_sizes, hash_files
@@ -209,6 +209,8 @@ def _inspect_tile(archive: LegacyArchive, t: TileFiles, landmask: str | None) ->
         except ArchiveError as e:
             problem(key, "bad-header", e.reason)
             continue
+        except TransientStorageError:
+            raise  # says nothing about the file: never recorded as a problem of the archive
         except StorageError as e:
             problem(key, "unreadable", e.reason)
             continue
@@ -244,6 +246,8 @@ def _inspect_tile(archive: LegacyArchive, t: TileFiles, landmask: str | None) ->
 def _inspect_landmask(archive: LegacyArchive, m: LandmaskRecord) -> list[Problem]:
     try:
         head = archive.storage.read_range(m.key, 0, 4)
+    except TransientStorageError:
+        raise
     except StorageError as e:
         return [Problem(m.key, "unreadable", e.reason, tile=m.tile)]
     if head not in TIFF_MAGICS:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from transcode.errors import StorageError
+from transcode.errors import StorageError, TransientStorageError
 from transcode.legacy.archive import LegacyArchive
 from transcode.legacy.problems import Problem
 from transcode.storage import join_key
@@ -39,6 +39,8 @@ def load_expectations(archive: LegacyArchive) -> tuple[list[Expectation], list[P
         try:
             data = archive.storage.read(obj.key)
             out += reader(archive, obj.key, data, problems)
+        except TransientStorageError:
+            raise
         except StorageError as e:
             problems.append(Problem(obj.key, "registry-unreadable", e.reason))
         except Exception as e:  # a corrupt parquet file raises pyarrow's own errors

@@ -45,7 +45,10 @@ class ManifestFile:
                 try:
                     with os.fdopen(fd, "wb") as out, storage.open(MANIFEST_KEY) as src:
                         shutil.copyfileobj(src, out, 8 * 1024 * 1024)
-                except (StorageError, OSError) as e:
+                except StorageError as e:
+                    self.close()
+                    raise e.within(where) from e
+                except OSError as e:  # the local temporary copy
                     self.close()
                     raise StoreError(where, f"cannot fetch the store manifest: {e}") from e
                 local = self._tmp

@@ -53,6 +53,7 @@ class Mirror:
         if self.is_s3:
             d.update({"endpoint_url": o.endpoint_url, "region": o.region, "profile": o.profile,
                       "anonymous": o.anonymous, "path_style": o.path_style})
+            d.update({k: v for k, v in (("acl", o.acl), ("requester_pays", o.requester_pays)) if v})
         if self.part_size:
             d["part_size"] = self.part_size
         return d

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from transcode.errors import StoreError
+from transcode.errors import StoreError, TransientStorageError
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
 from transcode.validate.shardio import ObjectRef, StoreAccess, read_index, read_selected, read_whole, store_of, written
 from transcode.validate.zarrspec import DecodeError, UnsupportedCodec
@@ -117,7 +117,8 @@ def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Fin
 
 
 def content_unit(unit: ContentUnit, access: StoreAccess) -> dict:
-    """Decode one unit; never raises (everything becomes a finding)."""
+    """Decode one unit; everything becomes a finding but a transient storage failure, which says nothing about
+    the store and stops the run."""
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers
@@ -142,6 +143,8 @@ def content_unit(unit: ContentUnit, access: StoreAccess) -> dict:
             _check_crc(ref, counter, out)
     except UnsupportedCodec as e:
         out.append(_finding(WARNING, "unsupported", unit.objects[-1].key, f"not decoded: {e}"))
+    except TransientStorageError:
+        raise
     except Exception as e:  # noqa: BLE001 - never crash on a corrupted store
         out.append(_finding(ERROR, "unreadable", unit.objects[-1].key, f"cannot be read: {type(e).__name__}: {e}"))
     errors.close()
@@ -261,6 +264,8 @@ def read_manifest_index(storage, report: ValidationReport) -> dict[str, tuple[in
         report.add(Finding(INFO, LEVEL, "no-manifest", MANIFEST_KEY, "no store manifest: object checksums are not "
                            "compared (only decoding is)"))
         return None
+    except TransientStorageError:
+        raise
     except Exception as e:  # noqa: BLE001 - a corrupt manifest is a finding, not a crash
         report.add(Finding(ERROR, LEVEL, "manifest", MANIFEST_KEY,
                            f"store manifest unreadable: {type(e).__name__}: {e}"))

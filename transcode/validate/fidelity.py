@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from transcode.engine.plan import Placement, make_plan
-from transcode.errors import ArchiveError, StorageError, UsageError
+from transcode.errors import ArchiveError, StorageError, TransientStorageError, UsageError
 from transcode.format.grid import PIXEL_M, ZoneGrid
 from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
 from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
@@ -53,13 +53,16 @@ def _tile_files(source, p: Placement) -> tuple[NpyTileFile, NpyTileFile]:
 
 
 def fidelity_unit(unit: FidelityUnit, access: StoreAccess) -> dict:
-    """Compare one shard pair with its tiles; never raises (everything becomes a finding)."""
+    """Compare one shard pair with its tiles; everything becomes a finding but a transient storage failure, which
+    says nothing about the store or the source and stops the run."""
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)
     out = {"findings": [], "counts": Counter(), "mismatches": [], "per_tile": {}, "reads": Counter()}
     try:
         _compare(unit, access, out)
+    except TransientStorageError:
+        raise
     except Exception as e:  # noqa: BLE001 - never crash on a corrupted store or source
         out["findings"].append(Finding(ERROR, LEVEL, "unreadable", unit.scales.key,
                                        f"not compared: {type(e).__name__}: {e}").to_dict())
@@ -273,6 +276,8 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
 
     try:
         inv = build_inventory(archive, workers=8, progress=progress)
+    except TransientStorageError:
+        raise
     except (ArchiveError, StorageError) as e:
         raise UsageError(access.source_url, f"source archive unusable for --level fidelity: {e}") from e
     zones = _zone_setup(view, report)

@@ -15,7 +15,7 @@ import numpy as np
 from transcode.conventions import validate_geoemb, validate_proj, validate_spatial, validate_zarr_conventions
 from transcode.conventions.issues import Issue
 from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
-from transcode.errors import StorageError
+from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
 from transcode.storage import join_key
 from transcode.validate.nodes import Node, StoreView, node_key
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
@@ -155,6 +155,14 @@ def _conventions(view: StoreView, profile: str, add: Add) -> None:
 
 # ------------------------------------------------------------------------------------------ coordinates
 
+class ChunkUnreadable(DecodeError):
+    """A coordinate chunk that cannot be read or decoded; `key` names it."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+
+
 def read_1d(view: StoreView, node: Node) -> np.ndarray:
     """The values of a 1-D, unsharded array (chunk objects read whole; missing chunks are the fill value)."""
     spec = node.spec
@@ -169,16 +177,18 @@ def read_1d(view: StoreView, node: Node) -> np.ndarray:
         key = join_key(node.path, spec.chunk_key((k,)))
         try:
             raw = view.storage.read(key)
+        except ObjectNotFoundError:
+            continue
+        except TransientStorageError:
+            raise
         except StorageError as e:
-            if "no such" in e.reason.lower():
-                continue
-            raise DecodeError(f"{key}: {e.reason}") from e
+            raise ChunkUnreadable(key, e.reason) from e
         view.counters["coordinate_chunks"] += 1
         view.counters["bytes_read"] += len(raw)
         try:
             values = chain.decode(raw)
         except DecodeError as e:
-            raise DecodeError(f"{key}: {e}") from e
+            raise ChunkUnreadable(key, str(e)) from e
         stop = min(spec.shape[0], (k + 1) * n)
         out[k * n:stop] = values[: stop - k * n]
     return out
@@ -199,8 +209,10 @@ def _coordinates(view: StoreView, report: ValidationReport, add: Add) -> dict[st
                 out.setdefault(group.path, {})[k.name] = read_1d(view, k)
             except UnsupportedCodec as e:
                 add(INFO, "coordinates", k.key, f"coordinate values not checked: {e}")
+            except TransientStorageError:
+                raise
             except (DecodeError, StorageError) as e:
-                key = str(e).split(":", 1)[0] if str(e).startswith(k.path) else k.key
+                key = e.key if isinstance(e, ChunkUnreadable) else k.key
                 add(ERROR, "coordinates", key, f"coordinate array {k.name!r} cannot be read: {e}")
     return out
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from transcode.errors import StorageError
+from transcode.errors import StorageError, TransientStorageError
 from transcode.format.metadata import SIDECAR
 from transcode.storage import Storage, join_key
 from transcode.validate.metadata import ZONE_RE
 from transcode.validate.nodes import StoreView
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
-from transcode.validate.zarrspec import MISSING, ArraySpec, DecodeError, ShardLayout
+from transcode.validate.zarrspec import MISSING, ArraySpec, ChecksumMismatch, DecodeError, ShardLayout
 
 LEVEL = "structure"
 MAX_PER_SHARD = 10  # chunk findings listed per shard before summarising the rest
@@ -97,6 +97,8 @@ def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[
         return findings, None, 0
     try:
         raw = storage.read_range(shard.key, start, length)
+    except TransientStorageError:
+        raise  # says nothing about the shard: the run stops rather than report it broken
     except StorageError as e:
         findings.append(Finding(ERROR, LEVEL, "shard-unreadable", shard.key,
                                 f"cannot read the shard index: {e.reason}"))
@@ -104,7 +106,8 @@ def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[
     try:
         index = layout.parse_index(raw)
     except DecodeError as e:
-        findings.append(Finding(ERROR, LEVEL, "shard-crc" if "CRC32C" in str(e) else "shard-index", shard.key,
+        code = "shard-crc" if isinstance(e, ChecksumMismatch) else "shard-index"
+        findings.append(Finding(ERROR, LEVEL, code, shard.key,
                                 f"shard index unusable: {e} (truncated or overwritten shard)",
                                 details={"index_offset": start, "index_bytes": length}))
         return findings, None, len(raw)
@@ -175,6 +178,8 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
             else:
                 why = "belongs to no node"
             report.add(Finding(WARNING, LEVEL, "orphan", key, f"orphan object ({obj.size} bytes): {why}"))
+    except TransientStorageError:
+        raise
     except StorageError as e:
         report.add(Finding(ERROR, LEVEL, "unreadable", "", f"cannot list the store: {e.reason}"))
     for owner, keys in sorted(orphans_by_owner.items()):
@@ -240,6 +245,8 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
                     if diff.size > MAX_PER_SHARD:
                         found.append(Finding(ERROR, LEVEL, "chunk-pairing", so.key, f"... and "
                                              f"{diff.size - MAX_PER_SHARD} more unpaired inner chunks"))
+        except TransientStorageError:
+            raise
         except Exception as e:  # noqa: BLE001 - never crash on a corrupted store
             found, n, nread = [Finding(ERROR, LEVEL, "internal", job[2].key, f"shard not checked: "
                                        f"{type(e).__name__}: {e}")], 0, 0

@@ -413,6 +413,10 @@ class DecodeError(ValueError):
     pass
 
 
+class ChecksumMismatch(DecodeError):
+    """The bytes are there but their stored CRC32C does not match them."""
+
+
 class UnsupportedCodec(ValueError):
     pass
 
@@ -479,7 +483,7 @@ class Chain:
                     raise DecodeError("shorter than its CRC32C")
                 body, tail = bytes(buf[:-4]), bytes(buf[-4:])
                 if crc32c.crc32c(body) != int.from_bytes(tail, "little"):
-                    raise DecodeError("CRC32C mismatch")
+                    raise ChecksumMismatch("CRC32C mismatch")
                 buf = body
             else:
                 try:
@@ -535,7 +539,7 @@ class ShardLayout:
             want = int.from_bytes(raw[-4:], "little")
             got = crc32c.crc32c(body)
             if got != want:
-                raise DecodeError(f"index CRC32C mismatch: stored {want:08x}, computed {got:08x}")
+                raise ChecksumMismatch(f"index CRC32C mismatch: stored {want:08x}, computed {got:08x}")
         return np.frombuffer(body, dtype="<u8" if self.index_endian == "little" else ">u8").reshape(-1, 2)
 
 
