@@ -89,7 +89,7 @@ def _plan(inventory: str, years: list[int]):
 
 def _paint(task, source, shard, emb, sc):
     """Fill the whole shard arrays (baseline) with the same reading and sentinel rules as convert."""
-    from transcode.engine.shardbuild import _tile_files, sanitize_scales
+    from transcode.engine.shardbuild import sanitize_scales, tile_files
     from transcode.legacy.tiles import Window, read_landmask
 
     sh, sw = shard
@@ -97,7 +97,7 @@ def _paint(task, source, shard, emb, sc):
     for p in task.placements:
         rr, cc = p.rows_in(r_base, r_base + sh), p.cols_in(c_base, c_base + sw)
         win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
-        ef, sf = _tile_files(source, p)
+        ef, sf = tile_files(source, p)
         e, s = ef.read(win), sf.read(win)
         mask = read_landmask(source, p.landmask_key) if p.landmask_key else None
         sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
@@ -180,7 +180,8 @@ def worker_main(args) -> None:
 
             settings = EncodeSettings(plan.shard, plan.chunk, parse_codec_options(None))
             store = LocalStorage(args.store)
-            for k, v in build_metadata(plan.grids, plan.time, settings, __version__).items():
+            for k, v in build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk,
+                                       codecs=settings.codecs, build_version=__version__).items():
                 store.put(k, v)
             list(pool.map(baseline_shard, plan.tasks, [args.source] * len(plan.tasks), [args.store] * len(plan.tasks),
                           [plan.shard] * len(plan.tasks)))
