@@ -16,7 +16,7 @@ import zarr
 from transcode.codecs.spec import parse_codec_options
 from transcode.engine.shardwriter import ShardWriter
 from transcode.format import arrays
-from transcode.format.arrays import ZONE_ARRAYS, ArrayDecl, PerYear, Sharded, Zone, sharded_arrays
+from transcode.format.arrays import COORDINATE, PER_YEAR, ZONE_ARRAYS, ArrayDecl, Sharded, Zone, sharded_arrays
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import zone_group
 from transcode.format.metadata import build_metadata
@@ -47,11 +47,11 @@ EXTRA_DIMENSIONS = {"band_d4": lambda z: 4, "shard_row": lambda z: z.grid.height
 EXTRA_ARRAYS = [
     ArrayDecl("embeddings_d4", np.dtype("int8"), ("time", "band_d4", "y", "x"), 0, Sharded(_depth_inner),
               codec="embeddings"),
-    ArrayDecl("band_d4", np.dtype("int32"), ("band_d4",), 0, arrays.Coordinate(), values=lambda z: np.arange(4,
+    ArrayDecl("band_d4", np.dtype("int32"), ("band_d4",), 0, COORDINATE, values=lambda z: np.arange(4,
               dtype="int32"), attributes={"long_name": "embedding dimension"}, fill_checked=False),
-    ArrayDecl("stretch_stats_count", np.dtype("int64"), ("time",), 0, PerYear()),
-    ArrayDecl("stretch_stats_sum", np.dtype("float64"), ("time", "band"), 0.0, PerYear()),
-    ArrayDecl("stretch_stats_shards", np.dtype("uint8"), ("time", "shard_row", "shard_col"), 0, PerYear()),
+    ArrayDecl("stretch_stats_count", np.dtype("int64"), ("time",), 0, PER_YEAR),
+    ArrayDecl("stretch_stats_sum", np.dtype("float64"), ("time", "band"), 0.0, PER_YEAR),
+    ArrayDecl("stretch_stats_shards", np.dtype("uint8"), ("time", "shard_row", "shard_col"), 0, PER_YEAR),
 ]
 
 

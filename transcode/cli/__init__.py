@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser(
         "plan",
         help="show zones, shards, tiles, input bytes and work units of a conversion",
-        description="Place every usable tile of a legacy archive in its UTM zone grid (FORMATS.md §1.4) and "
-        "group the tile windows by shard. Nothing is written.",
+        description="Place every usable tile of a legacy archive in its UTM zone grid (docs/format.md, 'Placing "
+        "tiles') and group the tile windows by shard. Nothing is written.",
     )
     pl.add_argument("source", metavar="SOURCE", help="archive root: a directory or s3://bucket/prefix")
     _add_selection_options(pl)
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser(
         "convert",
         help="transcode a legacy archive into a sharded Zarr v3 store",
-        description="Write the store of FORMATS.md §2 (local directory or s3://bucket/prefix): every shard whole, "
+        description="Write the store of docs/format.md (local directory or s3://bucket/prefix): every shard whole, "
         "once, from all tiles that overlap it, visible only when complete. Re-running resumes (finished shards "
         "are not redone) and picks up tiles added to the source. The source is never modified.",
     )
@@ -151,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--level", choices=["metadata", "structure", "content", "fidelity"], default="structure",
                     help="how deep to check (default structure)")
     va.add_argument("--profile", choices=["tessera", "geoemb", "interop"], default="tessera",
-                    help="tessera: the layout of FORMATS.md §2 (default); geoemb: the convention only, for stores "
-                    "of other producers; interop: tessera plus portability warnings")
+                    help="tessera: the layout of docs/format.md, 'Layout' (default); geoemb: the convention only, for "
+                    "stores of other producers; interop: tessera plus portability warnings")
     va.add_argument("--source", metavar="ARCHIVE", help="legacy archive for --level fidelity (default: the one the "
                     "store records)")
     va.add_argument("--sample", type=_positive_int, metavar="N",

@@ -68,29 +68,24 @@ class Sharded:
 
 
 @dataclass(frozen=True)
-class PerYear:
-    """Plain chunks (no sharding): one per year, every other dimension whole."""
+class Plain:
+    """Plain chunks (no sharding) of the shape `rule(zone, decl)` gives; `checked`: whether the validator's tessera
+    layout holds a store to that chunking (readers take any chunking of a coordinate)."""
 
-    checked = True
-
-    def shards(self, zone: Zone, decl: ArrayDecl) -> None:
-        return None
-
-    def chunks(self, zone: Zone, decl: ArrayDecl) -> tuple[int, ...]:
-        return tuple(1 if d == "time" else zone.size(d) for d in decl.dims)
-
-
-@dataclass(frozen=True)
-class Coordinate:
-    """A 1-D coordinate array in plain chunks of at most COORD_CHUNK values (readers take any chunking)."""
-
-    checked = False
+    rule: Callable[[Zone, ArrayDecl], tuple[int, ...]]
+    checked: bool = True
 
     def shards(self, zone: Zone, decl: ArrayDecl) -> None:
         return None
 
     def chunks(self, zone: Zone, decl: ArrayDecl) -> tuple[int, ...]:
-        return (min(zone.size(decl.dims[0]), COORD_CHUNK),)
+        return self.rule(zone, decl)
+
+
+# one chunk per year, every other dimension whole (the stretch statistics' rule)
+PER_YEAR = Plain(lambda z, d: tuple(1 if n == "time" else z.size(n) for n in d.dims))
+# a 1-D coordinate in chunks of at most COORD_CHUNK values
+COORDINATE = Plain(lambda z, d: (min(z.size(d.dims[0]), COORD_CHUNK),), checked=False)
 
 
 def _cut(zone: Zone, decl: ArrayDecl, side: tuple[int, int]) -> tuple[int, ...]:
@@ -98,7 +93,7 @@ def _cut(zone: Zone, decl: ArrayDecl, side: tuple[int, int]) -> tuple[int, ...]:
     return tuple(1 if d == "time" else sides[d] if d in sides else zone.size(d) for d in decl.dims)
 
 
-Chunking = Sharded | PerYear | Coordinate
+Chunking = Sharded | Plain
 
 
 @dataclass(frozen=True)
@@ -164,7 +159,7 @@ class ArrayDecl:
 
 
 def _coordinate(name: str, dtype: str, values: Callable[[Zone], np.ndarray], attributes: dict) -> ArrayDecl:
-    return ArrayDecl(name, np.dtype(dtype), (name,), 0, Coordinate(), attributes=attributes, values=values,
+    return ArrayDecl(name, np.dtype(dtype), (name,), 0, COORDINATE, attributes=attributes, values=values,
                      fill_checked=False)
 
 

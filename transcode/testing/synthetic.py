@@ -1,4 +1,4 @@
-"""A realistic, deterministic synthetic legacy archive (FORMATS.md §1) for tests, benchmarks and demos.
+"""A realistic, deterministic synthetic legacy archive (docs/format.md, "The legacy archive") for tests, benchmarks and demos.
 
 `make_legacy_archive(root, ...)` writes per-tile ``.npy`` embeddings and scales exactly where the
 reader looks for them (both the "local" and the "object" layout), landmask GeoTIFFs on each tile's

@@ -166,7 +166,7 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
         counts["empty"] += int((ok & ~has).sum())
         counts["mismatched"] += int(bad_s.sum() + bad_e.sum())
         counts["overlap"] += int(((cover >= 2) & colmask).sum())
-        for field, bad in (("scales", bad_s), ("embeddings", bad_e)):
+        for field, bad in ((SCALES.name, bad_s), (EMBEDDINGS.name, bad_e)):
             if bad.any():
                 _record(unit, field, bad, owner, r0, c0, st_s, exp_s, st_e, exp_e, out)
 
@@ -188,7 +188,7 @@ def _mask(source, p: Placement, masks: dict, out: dict) -> np.ndarray | None:
 def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s, exp_s, st_e, exp_e, out) -> None:
     """Per-tile counts (all of them, vectorised) and the individual mismatches (up to the cap) of one field in one
     chunk row."""
-    key = unit.scales.key if field == "scales" else unit.emb.key
+    key = unit.scales.key if field == SCALES.name else unit.emb.key
     rs, cs = np.nonzero(bad)
     owners = owner[rs, cs]
     for k in np.unique(owners):
@@ -204,7 +204,7 @@ def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s
                 "key": key, "tile": tile, "year": unit.year, "group": unit.group, "field": field, "count": 0,
                 "first": first, "tile_rows": None, "tile_cols": None}
         agg["count"] += int(sel.sum())
-        if field == "scales":
+        if field == SCALES.name:
             agg["store_fill"] = agg.get("store_fill", 0) + int(np.isposinf(st_s[rs[sel], cs[sel]]).sum())
         if p:
             lo_r, hi_r = int(rows.min()) - p.row, int(rows.max()) - p.row
@@ -220,7 +220,7 @@ def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s
         m = {"tile": p.tile if p else None, "year": unit.year, "group": unit.group, "key": key, "field": field,
              "row": row, "col": col, "tile_row": row - p.row if p else None, "tile_col": col - p.col if p else None,
              "x": unit.grid.x_centre(col), "y": unit.grid.y_centre(row)}
-        if field == "scales":
+        if field == SCALES.name:
             m["store"], m["expected"] = float(st_s[r, c]), float(exp_s[r, c])
         else:
             diff = np.flatnonzero(st_e[:, r, c] != exp_e[r, c, :])
