@@ -288,3 +288,31 @@ def test_shard_index_encodes_and_decodes():
     assert IndexLayout.from_sharding(2, config) == start
     with pytest.raises(ShardIndexError, match="not supported"):
         IndexLayout.from_sharding(2, {"index_codecs": [{"name": "bytes"}, {"name": "gzip"}]})
+
+
+def test_format_is_the_ground_layer():
+    """transcode.format imports nothing of the layers above it, so every one of them can read it."""
+    import ast
+
+    above = ("transcode.engine", "transcode.legacy", "transcode.validate", "transcode.mirrors", "transcode.cli",
+             "transcode.codecs", "transcode.testing")
+    package = Path(arrays.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [(path.name, n) for n in names if n.startswith(above)]
+    assert found == []
+
+
+def test_the_mirror_verifier_reads_the_format_without_heavy_imports():
+    """Manifest, sidecar and shard index come from transcode.format without pyarrow, zarr or pyproj: they load
+    only when a manifest is read, metadata built or a tile projected."""
+    import subprocess
+    import sys
+
+    code = ("import sys, transcode.mirrors.run, transcode.format.manifest, transcode.format.arrays; "
+            "print(sorted(m for m in ('pyarrow', 'zarr', 'pyproj') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser(
         "convert",
         help="transcode a legacy archive into a sharded Zarr v3 store",
-        description="Write the store of docs/format.md (local directory or s3://bucket/prefix): every shard whole, "
-        "once, from all tiles that overlap it, visible only when complete. Re-running resumes (finished shards "
+        description="Write the store of docs/format.md, 'Layout' (local directory or s3://bucket/prefix): every "
+        "shard whole, once, from all tiles that overlap it, visible only when complete. Re-running resumes (finished shards "
         "are not redone) and picks up tiles added to the source. The source is never modified.",
     )
     cv.add_argument("source", metavar="SOURCE", help="archive root: a directory or s3://bucket/prefix")

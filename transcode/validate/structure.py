@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from transcode.errors import StorageError
-from transcode.format.arrays import EMBEDDINGS, SCALES, ArrayDecl, sharded_arrays
+from transcode.format.arrays import EMBEDDINGS, SCALES, TIME, ArrayDecl, sharded_arrays
 from transcode.format.keys import group_zone
 from transcode.format.shardindex import EMPTY, outside, present
 from transcode.format.sidecar import in_sidecar
@@ -246,7 +246,7 @@ def _pair_shards(group: str, arrays: dict[str, Node], by_array: dict[str, list[S
         return set()  # the metadata level reports arrays that are missing or whose shards cannot pair
     sets: dict[tuple[int, int, int], dict[str, ShardObject]] = defaultdict(dict)
     for n, d in zip(nodes, decls):
-        t = d.dims.index("time")
+        t = d.dims.index(TIME.name)
         for sh in by_array[n.path]:
             sets[(sh.coords[t], *d.spatial(sh.coords))][d.name] = sh
     paired: set[str] = set()
