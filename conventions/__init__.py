@@ -6,11 +6,10 @@ from .issues import Issue
 from .proj import build_proj_attributes, validate_proj
 from .registry import CONVENTIONS, Convention, conventions_entry, identify
 from .spatial import bbox_from_transform, build_spatial_attributes, validate_spatial
-from .zone import build_zone_attributes, validate_zone, zone_epsg
+from .zone import validate_zone
 
 __all__ = [
     "CONVENTIONS", "Convention", "Issue", "bbox_from_transform", "build_geoemb_attributes", "build_proj_attributes",
-    "build_spatial_attributes", "build_zone_attributes", "conventions_entry", "identify", "require_declared",
+    "build_spatial_attributes", "conventions_entry", "identify", "require_declared",
     "validate_geoemb", "validate_proj", "validate_spatial", "validate_zarr_conventions", "validate_zone",
-    "zone_epsg",
 ]

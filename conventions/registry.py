@@ -53,7 +53,7 @@ def _convention(key: str, uuid: str, name: str, description: str, prefix: str,
     """Assemble a Convention from (repository, ref) pairs: the current one and every one published.
 
     Every repository also gets its main-branch URLs; `extra` adds explicit (schema_url, spec_url)
-    pairs; tags named "v1" are recorded as unresolvable (FORMATS.md §3: no v1 tag exists).
+    pairs; tags named "v1" are recorded as unresolvable (docs/format.md, "Conventions": no v1 tag exists).
     """
     pairs = [(repo, ref) for repo, refs in published.items() for ref in (*refs, "main")]
     schema_urls = {_schema_url(repo, ref) for repo, ref in pairs} | {s for s, _ in extra}

@@ -15,7 +15,6 @@ from transcode.conventions import (
     CONVENTIONS,
     bbox_from_transform,
     build_geoemb_attributes,
-    build_zone_attributes,
     conventions_entry,
     identify,
     validate_geoemb,
@@ -28,6 +27,7 @@ from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, g
 from transcode.conventions.schemas import apply_schema
 
 from transcode import schemas
+from transcode.format.attributes import root_attributes, zone_attributes
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conventions"
 PKG = Path(__file__).resolve().parents[1] / "conventions"
@@ -47,12 +47,17 @@ def _errors(issues):
     return [i for i in issues if i.severity == "error"]
 
 
+# the store's values, restated here as the test's own expectation of the generic builder's arguments
+FACTS = {"dimensions": 128, "data_type": "int8", "gsd": 10.0, "spatial_layout": "utm_zones", "scale_array": "scales",
+         "scale_nodata": "+inf", "original_dtype": "float32"}
+
+
 def _root() -> dict:
-    return build_geoemb_attributes(model_version="1.0", build_version="0.7.5")
+    return root_attributes("0.7.5", "1.0")
 
 
 def _zone() -> dict:
-    return build_zone_attributes(30, 167130.0, 6765170.0, 856064, 69632)
+    return zone_attributes(30, 167130.0, 6765170.0, 856064, 69632)
 
 
 def _assert_rejected(issues, key: str, *words: str) -> None:
@@ -213,26 +218,26 @@ def test_root_attributes_pass_the_upstream_geoemb_schema():
 
 
 def test_root_builder_options_and_extra_keys_survive():
-    attrs = build_geoemb_attributes(model_version="v2", build_version="0.1.0", dimensions=64, gsd=20,
-                                    scale_array="s", extra={"geoemb:future_key": {"a": 1},
-                                                            "geoemb:benchmark": ["https://example.org/b"]})
+    attrs = build_geoemb_attributes(model_version="v2", build_version="0.1.0",
+                                    **{**FACTS, "dimensions": 64, "gsd": 20, "scale_array": "s"},
+                                    extra={"geoemb:future_key": {"a": 1}, "geoemb:benchmark": ["https://example.org/b"]})
     assert attrs["geoemb:dimensions"] == 64 and attrs["geoemb:gsd"] == 20.0
     assert type(attrs["geoemb:dimensions"]) is int and type(attrs["geoemb:gsd"]) is float
-    assert build_geoemb_attributes(model_version="1.0", build_version="0.7.5", dimensions=np.int64(128),
-                                   gsd=np.float32(10)) == _root()
+    assert build_geoemb_attributes(model_version="1.0", build_version="0.7.5",
+                                   **{**FACTS, "dimensions": np.int64(128), "gsd": np.float32(10)}) == _root()
     assert attrs["geoemb:quantization"]["scale"]["array_name"] == "s"
     assert attrs["geoemb:future_key"] == {"a": 1}
     assert validate_geoemb(attrs) == []
     round_trip = json.loads(json.dumps(attrs))
     assert round_trip == attrs and validate_geoemb(round_trip) == []
     with pytest.raises(ValueError, match="geoemb:type"):
-        build_geoemb_attributes(model_version="1", build_version="1", extra={"geoemb:type": "chip"})
+        build_geoemb_attributes(model_version="1", build_version="1", **FACTS, extra={"geoemb:type": "chip"})
     with pytest.raises(ValueError, match="geoemb:dimensions"):
-        build_geoemb_attributes(model_version="1", build_version="1", dimensions=0)
+        build_geoemb_attributes(model_version="1", build_version="1", **{**FACTS, "dimensions": 0})
     with pytest.raises(TypeError):
-        build_geoemb_attributes(model_version="1", build_version="1", dimensions=12.5)
+        build_geoemb_attributes(model_version="1", build_version="1", **{**FACTS, "dimensions": 12.5})
     with pytest.raises(ValueError):
-        build_geoemb_attributes(model_version="", build_version="1")
+        build_geoemb_attributes(model_version="", build_version="1", **FACTS)
 
 
 def test_zone_attributes_match_the_incumbent():
@@ -265,7 +270,7 @@ def test_zone_bbox_is_exactly_transform_times_shape():
         zone = rng.randint(1, 60)
         ox, oy = rng.randint(0, 90_000) * 10.0, rng.randint(-1_000_000, 1_000_000) * 10.0
         h, w = rng.randint(1, 900_000), rng.randint(1, 80_000)
-        attrs = build_zone_attributes(zone, ox, oy, h, w)
+        attrs = zone_attributes(zone, ox, oy, h, w)
         assert attrs["proj:code"] == f"EPSG:{32600 + zone}"
         assert attrs["spatial:transform"] == [10.0, 0.0, ox, 0.0, -10.0, oy]
         assert attrs["spatial:shape"] == [h, w]
@@ -274,7 +279,7 @@ def test_zone_bbox_is_exactly_transform_times_shape():
 
 
 def test_zone_builder_accepts_numpy_scalars_and_returns_plain_json():
-    attrs = build_zone_attributes(np.int64(30), np.float64(167130.0), np.float64(6765170.0),
+    attrs = zone_attributes(np.int64(30), np.float64(167130.0), np.float64(6765170.0),
                                   np.int64(856064), np.int32(69632))
     assert attrs == _zone()
     assert json.loads(json.dumps(attrs, allow_nan=False)) == attrs
@@ -286,7 +291,7 @@ def test_zone_builder_accepts_numpy_scalars_and_returns_plain_json():
                                   (30, 0.0, 0.0, 5, -1), (30, 0.0, 0.0, 1.5, 1), (True, 0.0, 0.0, 1, 1)])
 def test_zone_builder_refuses_bad_input(args):
     with pytest.raises(ValueError):
-        build_zone_attributes(*args)
+        zone_attributes(*args)
 
 
 # ------------------------------------------------------------------ upstream examples

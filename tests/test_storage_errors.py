@@ -21,7 +21,7 @@ from s3servers import free_port
 from transcode.engine.convert import ConvertOptions, convert, extend
 from transcode.engine.storestate import read_settings, read_zone_grids
 from transcode.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
-from transcode.format.metadata import SETTINGS_KEY
+from transcode.format.sidecar import SETTINGS_KEY
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
 from transcode.storage import LocalStorage, S3Options, S3Storage

@@ -126,10 +126,13 @@ class BenchReport:
 
     def to_json(self) -> dict:
         """The `bench-codecs --json` document."""
+        from transcode.format.arrays import EMBEDDINGS
+
         s = self.sample
         return {"source": self.source,
                 "sample": {"tiles": s.tiles, "input_bytes": s.input_bytes, "build_seconds": s.build_seconds,
-                           "chunks": s.chunks_total["embeddings"], "chunks_measured": len(s.chunks["embeddings"])},
+                           "chunks": s.chunks_total[EMBEDDINGS.name],
+                           "chunks_measured": len(s.chunks[EMBEDDINGS.name])},
                 "archive": {"tile_years": s.archive_tiles, "input_bytes": s.archive_input_bytes},
                 "results": [r.to_dict() for r in self.results],
                 "recommendation": self.recommendation.option if self.recommendation else None}

@@ -78,7 +78,7 @@ def size2(value: int | Iterable[int] | None, flag: str) -> tuple[int, int] | Non
 def layout(shard_size: Any, chunk_size: Any, defaults: bool = True) -> tuple[Any, Any]:
     """(shard, chunk) in pixels from `shard_size` / `chunk_size`; shards must hold whole inner chunks. Without
     `defaults`, a size not given stays None (convert then takes an existing store's)."""
-    from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD
+    from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD
 
     shard, chunk = size2(shard_size, "--shard-size"), size2(chunk_size, "--chunk-size")
     s, c = shard or DEFAULT_SHARD, chunk or DEFAULT_CHUNK

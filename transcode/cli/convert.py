@@ -11,8 +11,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Both verbs' flags."""
     cv = common.add_verb(
         sub, "convert", "transcode a legacy archive into a sharded Zarr v3 store",
-        "Write the store of docs/format.md (local directory or s3://bucket/prefix): every shard whole, "
-        "once, from all tiles that overlap it, visible only when complete. Re-running resumes (finished shards "
+        "Write the store of docs/format.md, 'Layout' (local directory or s3://bucket/prefix): every shard "
+        "whole, once, from all tiles that overlap it, visible only when complete. Re-running resumes (finished shards "
         "are not redone) and picks up tiles added to the source. The source is never modified.",
         "converted", "tiles skipped or shards failed",
     )

@@ -11,8 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """The verb's flags."""
     p = common.add_verb(
         sub, "plan", "show zones, shards, tiles, input bytes and work units of a conversion",
-        "Place every usable tile of a legacy archive in its UTM zone grid (docs/format.md) and "
-        "group the tile windows by shard. Nothing is written.",
+        "Place every usable tile of a legacy archive in its UTM zone grid (docs/format.md, 'Placing tiles') "
+        "and group the tile windows by shard. Nothing is written.",
         "every tile placed", "tiles skipped or clipped",
     )
     common.add_source_argument(p)

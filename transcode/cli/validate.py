@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common.add_store_argument(p)
     p.add_argument("--level", choices=LEVELS, default="structure", help="how deep to check (default structure)")
     p.add_argument("--rules", choices=RULES, default="tessera",
-                   help="which rules the store is held to: tessera, the layout of docs/format.md (default); geoemb, "
-                   "the convention only, for stores of other producers; interop, tessera plus portability warnings")
+                   help="which rules the store is held to: tessera, the layout of docs/format.md, 'Layout' (default); "
+                   "geoemb, the convention only, for stores of other producers; interop, tessera plus portability "
+                   "warnings")
     p.add_argument("--source", metavar="ARCHIVE",
                    help="legacy archive for --level fidelity (default: the one the store records)")
     p.add_argument("--sample", type=common.positive_int, metavar="N",

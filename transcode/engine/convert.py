@@ -14,12 +14,14 @@ from transcode import __version__
 from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.engine.executors import Executor, Job, make_executor, run_task
 from transcode.engine.journal import entry_key, list_entries, read_entries, write_entry
-from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
-from transcode.engine.shardbuild import EncodeSettings, ObjectRecord
+from transcode.engine.plan import Plan, make_plan
+from transcode.engine.shardbuild import EncodeSettings
 from transcode.engine.storestate import read_settings, read_zone_grids
 from transcode.errors import ArchiveError, StoreError, UsageError
-from transcode.format.manifest import MANIFEST_KEY, manifest_bytes, record_for_bytes
-from transcode.format.metadata import SETTINGS_KEY, build_metadata
+from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD
+from transcode.format.manifest import ObjectRecord, manifest_bytes
+from transcode.format.metadata import build_metadata
+from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
@@ -34,7 +36,7 @@ class StrictError(ArchiveError):
 
 @dataclass
 class ConvertOptions:
-    """How to convert (defaults: FORMATS.md §2)."""
+    """How to convert (defaults: docs/format.md, "Chunking and sharding" and "Codecs")."""
 
     years: list[int] | None = None
     zones: list[int] | None = None
@@ -108,11 +110,9 @@ def load_inventory(source: str, options: ConvertOptions) -> Inventory:
     return build_inventory(archive, workers=8, progress=options.progress)
 
 
-def settings_document(plan: Plan, settings: EncodeSettings, source: str) -> dict:
-    """The sidecar that lets a later run resume, extend or refuse incompatible settings."""
-    return {"tool": "tessera-transcode", "version": __version__, "source": source, "time": plan.time,
-            "encoding": settings.fingerprint(), "part_size": settings.part_size,
-            "codecs": {a: c.text for a, c in settings.codecs.items()}}
+def _settings_document(plan: Plan, settings: EncodeSettings, source: str) -> dict:
+    return settings_document(version=__version__, source=source, time=plan.time, encoding=settings.fingerprint(),
+                             part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()})
 
 
 def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) -> None:
@@ -180,8 +180,9 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
         raise UsageError(source, "no usable tiles to convert for the requested years and zones")
 
     store.discard_abandoned_writes()
-    docs = build_metadata(plan.grids, plan.time, settings, build_version=__version__)
-    sidecar = json.dumps(settings_document(plan, settings, source), indent=1, sort_keys=True).encode()
+    docs = build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk, codecs=settings.codecs,
+                          build_version=__version__)
+    sidecar = json.dumps(_settings_document(plan, settings, source), indent=1, sort_keys=True).encode()
     new_settings = existing != json.loads(sidecar)
     changed_meta = _changed_metadata(store, docs)
 
@@ -235,7 +236,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
 
     manifest_written = False
     if not nothing:
-        records = [record_for_bytes(k, v, settings.part_size, store.local_path("") is None) for k, v in docs.items()]
+        remote = store.local_path("") is None
+        records = [ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()]
         current = list_entries(store)
         keys = [k for task_entries in current.values() for k in task_entries]
         for objs in read_entries(store, keys).values():
@@ -267,7 +269,7 @@ def extend(store_url: str, years: list[int], options: ConvertOptions | None = No
     store = open_storage(store_url, options.store_options)
     existing = read_settings(store)
     if existing is None:
-        raise StoreError(store.describe(), "not a store written by tessera-transcode (no .tessera/convert.json)")
+        raise StoreError(store.describe(), f"not a store written by tessera-transcode (no {SETTINGS_KEY})")
     time_axis = existing["time"]
     early = sorted(y for y in years if y < time_axis[0])
     if early:

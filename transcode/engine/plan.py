@@ -1,4 +1,5 @@
-"""Shards and the tile windows that fill them: pure and deterministic, by FORMATS.md §1.4."""
+"""Shards and the tile windows that fill them: pure and deterministic, by the placement rules of docs/format.md
+("Placing tiles")."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
+from transcode.format.arrays import BANDS, DEFAULT_CHUNK, DEFAULT_SHARD, EMBEDDINGS, SCALES, ZONE_ARRAYS
 from transcode.format.grid import TileId, ZoneGrid, footprint, zone_grid
+from transcode.format.keys import zone_group
 from transcode.legacy.inventory import Inventory, TileRecord
 from transcode.legacy.problems import Problem
 
-DEFAULT_SHARD = (4096, 4096)
-DEFAULT_CHUNK = (32, 32)
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_SHARD", "Placement", "Plan", "ShardTask", "grid_tiles", "make_plan"]
+# bytes of one pixel in the legacy tiles: its embedding vector and its scale
+PIXEL_BYTES = BANDS * EMBEDDINGS.dtype.itemsize + SCALES.dtype.itemsize
 
 
 @dataclass(frozen=True)
@@ -59,13 +63,11 @@ class ShardTask:
 
     @property
     def group(self) -> str:
-        return f"utm{self.zone:02d}"
+        return zone_group(self.zone)
 
     def key(self, array: str) -> str:
-        """Object key of this shard in `array` ('embeddings' or 'scales'), default '/' chunk keys."""
-        if array == "embeddings":
-            return f"{self.group}/embeddings/c/{self.t}/0/{self.shard_row}/{self.shard_col}"
-        return f"{self.group}/scales/c/{self.t}/{self.shard_row}/{self.shard_col}"
+        """Object key of this shard in the sharded array named `array`."""
+        return ZONE_ARRAYS[array].shard_key(self.group, self.t, self.shard_row, self.shard_col)
 
     @property
     def name(self) -> str:
@@ -107,14 +109,14 @@ class Plan:
         for task in self.tasks:
             for p in task.placements:
                 seen[(p.year, p.tile)] = p
-        return sum(p.height * p.width * (128 + 4) + p.embeddings_offset + p.scales_offset for p in seen.values())
+        return sum(p.height * p.width * PIXEL_BYTES + p.embeddings_offset + p.scales_offset for p in seen.values())
 
     def summary(self) -> dict:
         """JSON-ready overview: zones, shards, tiles, input bytes and the work units."""
         per_zone: dict[str, dict] = {}
         for z, g in sorted(self.grids.items()):
             tasks = [t for t in self.tasks if t.zone == z]
-            per_zone[f"utm{z:02d}"] = {
+            per_zone[zone_group(z)] = {
                 "epsg": g.epsg, "origin_x": g.origin_x, "origin_y": g.origin_y, "height": g.height, "width": g.width,
                 "shard_grid": [g.height // self.shard[0], g.width // self.shard[1]],
                 "shards": len(tasks),
@@ -196,11 +198,11 @@ def make_plan(
                       r.height, r.width, r.embeddings_offset, r.scales_offset, row, col, _source_id(r))
         rows, cols = p.rows_in(0, g.height), p.cols_in(0, g.width)
         if rows is None or cols is None:
-            clipped.append(Problem(r.embeddings_key, "outside-grid", f"tile lies outside the utm{fp.zone:02d} grid",
+            clipped.append(Problem(r.embeddings_key, "outside-grid", f"tile lies outside the {zone_group(fp.zone)} grid",
                                    "error", r.year, r.tile))
             continue
         if rows != (row, row + r.height) or cols != (col, col + r.width):
-            clipped.append(Problem(r.embeddings_key, "clipped", f"tile extends past the utm{fp.zone:02d} grid and is "
+            clipped.append(Problem(r.embeddings_key, "clipped", f"tile extends past the {zone_group(fp.zone)} grid and is "
                                    f"clipped to rows {rows} cols {cols}", "warning", r.year, r.tile))
         sh, sw = shard
         for sr in range(rows[0] // sh, (rows[1] - 1) // sh + 1):

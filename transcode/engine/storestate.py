@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 from transcode.errors import StoreError
-from transcode.format.grid import PIXEL_M, ZoneGrid
-from transcode.format.metadata import SETTINGS_KEY
+from transcode.format.attributes import grid_of
+from transcode.format.grid import ZoneGrid
+from transcode.format.keys import group_zone
+from transcode.format.sidecar import SETTINGS_KEY
 from transcode.storage import ObjectNotFoundError, Storage
 
 
@@ -22,18 +24,13 @@ def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
     nodes = (root.get("consolidated_metadata") or {}).get("metadata") or {}
     grids = {}
     for path, node in nodes.items():
-        if "/" in path or not path.startswith("utm") or node.get("node_type") != "group":
+        zone = group_zone(path)
+        if zone is None or node.get("node_type") != "group":
             continue
-        attrs = node.get("attributes", {})
         try:
-            a, _, c, _, e, f = attrs["spatial:transform"]
-            h, w = attrs["spatial:shape"]
-            zone = int(path[3:])
-        except (KeyError, ValueError, TypeError) as err:
+            grids[zone] = grid_of(zone, node.get("attributes", {}))
+        except ValueError as err:
             raise StoreError(store.describe(f"{path}/zarr.json"), f"zone group lacks a usable spatial: grid ({err})")
-        if a != PIXEL_M or e != -PIXEL_M:
-            raise StoreError(store.describe(f"{path}/zarr.json"), f"pixel size {a}x{-e} is not {PIXEL_M} m")
-        grids[zone] = ZoneGrid(zone, float(c), float(f), int(h), int(w))
     return grids
 
 

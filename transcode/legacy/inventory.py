@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from transcode.errors import ArchiveError, StorageError, TransientStorageError
 from transcode.format.grid import footprint
+from transcode.format.keys import zone_group
 from transcode.legacy.archive import LegacyArchive, TileFiles
 from transcode.legacy.integrity import check_hashes, check_sizes, hash_files
 from transcode.legacy.npyheader import NpyHeader, check_embeddings_header, check_scales_header
@@ -89,7 +90,7 @@ class Inventory:
             y["tiles"] += 1
             y["usable"] += int(t.usable)
             y["bytes"] += (t.embeddings_size or 0) + (t.scales_size or 0)
-            per_zone[f"utm{t.zone:02d}"][str(t.year)] += 1
+            per_zone[zone_group(t.zone)][str(t.year)] += 1
         cells = {(t.lon_i, t.lat_i) for t in self.tiles}
         masks = {(m.lon_i, m.lat_i) for m in self.landmasks}
         return {

@@ -18,6 +18,8 @@ import numpy as np
 
 from transcode.codecs.spec import parse_codec_options
 from transcode.engine.plan import Placement, Plan, make_plan
+from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES
+from transcode.format.keys import zone_group
 from transcode.legacy.inventory import Inventory
 
 REPO = Path(__file__).resolve().parents[2]  # a source checkout: the matrix tool runs from one
@@ -107,13 +109,13 @@ def _windows(plan: Plan) -> list[tuple[int, int, int, int, int, int]]:
 def expected_window(archive: str, plan: Plan, zone: int, t: int, y0: int, y1: int, x0: int, x1: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (128, h, w) and scales (h, w) of a window, painted from the source tiles (later tiles win)."""
-    from transcode.engine.shardbuild import sanitize_scales
+    from transcode.format.sentinels import sanitize_scales
     from transcode.legacy.tiles import read_landmask
     from transcode.storage import open_storage
 
     source = open_storage(archive)
-    emb = np.zeros((128, y1 - y0, x1 - x0), np.int8)
-    sc = np.full((y1 - y0, x1 - x0), np.inf, np.float32)
+    emb = np.full((BANDS, y1 - y0, x1 - x0), EMBEDDINGS.fill, EMBEDDINGS.dtype)
+    sc = np.full((y1 - y0, x1 - x0), SCALES.fill, SCALES.dtype)
     placed: list[Placement] = []
     for task in plan.tasks:
         if task.zone == zone and task.t == t:
@@ -137,8 +139,8 @@ def expected_reads(archive: str, plan: Plan) -> list[Read]:
     reads = []
     for zone, t, y0, y1, x0, x1 in _windows(plan):
         emb, sc = expected_window(archive, plan, zone, t, y0, y1, x0, x1)
-        for name, values in (("embeddings", emb), ("scales", sc)):
-            reads.append(Read(f"utm{zone:02d}/{name}", (t, y0, y1, x0, x1), _sha(values)))
+        for name, values in ((EMBEDDINGS.name, emb), (SCALES.name, sc)):
+            reads.append(Read(f"{zone_group(zone)}/{name}", (t, y0, y1, x0, x1), _sha(values)))
     return reads
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from transcode.errors import AccessDeniedError, ObjectNotFoundError, StorageError, StoreError, TransientStorageError
-from transcode.format.metadata import SIDECAR
+from transcode.format.sidecar import SIDECAR
 from transcode.storage import Storage, join_key
 from transcode.validate.zarrspec import ArraySpec, check_document, parse_json
 
