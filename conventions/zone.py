@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import operator
 
+from . import zarrcm
 from .declarations import validate_zarr_conventions
 from .issues import ERROR, Issue, pointer
 from .proj import build_proj_attributes, validate_proj
-from .registry import conventions_entry
 from .spatial import build_spatial_attributes, validate_spatial
 
 PIXEL_M = 10.0
@@ -32,11 +32,8 @@ def build_zone_attributes(zone: int, origin_x: float, origin_y: float, height: i
     if isinstance(height, bool) or isinstance(width, bool) or int(height) != height or int(width) != width:
         raise ValueError(f"height and width must be integers, got {height!r}, {width!r}")
     transform = [float(pixel), 0.0, float(origin_x), 0.0, -float(pixel), float(origin_y)]
-    return {
-        "zarr_conventions": [conventions_entry("proj"), conventions_entry("spatial")],
-        **build_proj_attributes(f"EPSG:{zone_epsg(zone)}"),
-        **build_spatial_attributes(transform, [height, width]),
-    }
+    attrs = zarrcm.insert("proj", {}, build_proj_attributes(f"EPSG:{zone_epsg(zone)}"))
+    return zarrcm.insert("spatial", attrs, build_spatial_attributes(transform, [height, width]))
 
 
 def validate_zone(attrs: dict) -> list[Issue]:
