@@ -55,9 +55,8 @@ def test_malformed_specs_are_refused_with_the_valid_forms(text):
 @pytest.mark.parametrize("text", SPECS)
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
 def test_encoder_matches_zarr_pythons_chain_and_decoder_inverts_it(text, dtype):
-    """The bytes convert writes are exactly what zarr-python writes with the declared codecs."""
-    import transcode.codecs.extracodecs  # noqa: F401  (Brotli, Snappy)
-
+    """The bytes convert writes are exactly what zarr-python writes with the declared codecs (Brotli and Snappy
+    through the installed entry points)."""
     spec = parse_codec_spec(text)
     a = _chunk(dtype, (128, 32, 32) if dtype == "int8" else (32, 32))
     with warnings.catch_warnings():
@@ -175,7 +174,6 @@ def test_convert_refuses_a_bad_spec_before_any_work(tmp_path, capsys):
 def test_convert_warns_once_on_stderr_and_round_trips_mixed_codecs(clean_archive, tmp_path, capsys):
     """embeddings and scales with different non-portable codecs: one warning line, JSON stdout intact,
     every tile pixel read back bit-exactly by zarr-python."""
-    import transcode.codecs.extracodecs  # noqa: F401
     from transcode.engine.plan import make_plan
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory

@@ -33,9 +33,9 @@ def _pyproject() -> dict:
 
 
 def _installed() -> Distribution:
-    """The installed distribution (pip writes INSTALLER; an editable install's egg-info in the checkout has none)."""
-    (dist,) = [d for d in distributions(name=DIST) if d.read_text("INSTALLER") is not None]
-    return dist
+    """The installed distribution Python imports first (pip writes INSTALLER; the egg-info an editable install
+    leaves in the checkout has none)."""
+    return next(d for d in distributions(name=DIST) if d.read_text("INSTALLER") is not None)
 
 
 def _normal(name: str) -> str:
