@@ -35,7 +35,7 @@ MiB = 1024 * 1024
 
 def test_inline_mirror_specs_names_and_options():
     ms = parse_mirrors(["ceph=s3://b/store", "s3://other/x", "/data/posix"],
-                       ["ceph:endpoint-url=https://rgw.example.org", "ceph:path-style", "ceph:profile=ceph",
+                       ["ceph:endpoint-url=https://rgw.example.org", "ceph:path-style", "ceph:aws-profile=ceph",
                         "m2:anonymous=yes", "m2:region=us-west-2", "ceph:part-size=16"])
     assert [m.name for m in ms] == ["ceph", "m2", "m3"]
     ceph, aws, posix = ms

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 
 class TranscodeError(Exception):
     """Base class: every error the CLI turns into one clear line and an exit code."""
@@ -42,3 +45,25 @@ class StoreError(TranscodeError):
 
 class UsageError(TranscodeError):
     """The user asked for something that cannot be done as asked."""
+
+
+class TranscodeWarning(UserWarning):
+    """Base class of the toolkit's warnings: the CLI prints each as one `warning:` line on stderr."""
+
+
+class DeprecatedSpellingWarning(TranscodeWarning, DeprecationWarning):
+    """An old flag, keyword or option name was used; it still works for one release and names its successor."""
+
+    @classmethod
+    def issue(cls, old: str, new: str, change: str = "same meaning") -> None:
+        """Warn that `old` is an old spelling of `new` (`change`: what, if anything, differs), attributed to the
+        first caller outside this package."""
+        frame, level = sys._getframe(1), 2
+        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("transcode."):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(f"{old} is deprecated: use {new} ({change}); the old spelling goes in the next release", cls,
+                      stacklevel=level)
+
+
+class CodecPortabilityWarning(TranscodeWarning):
+    """A chosen codec cannot be decoded by some readers (the browser's, or the Rust and C++ ones)."""

@@ -317,7 +317,7 @@ def bench_detection(rgw, moto, workdir: Path, log) -> dict:
     found: dict[str, dict[str, str]] = {f: {} for f in faults}
     costs = []
     for label, extra in runs:
-        secs, _, done = timed(ours(args + extra + ["--json"]), env)
+        secs, _, done = timed(ours(args + extra + ["--json-lines"]), env)
         diffs = [json.loads(x) for x in done.stdout.splitlines()]
         summary = diffs[-1]
         got: dict[str, list[str]] = {}
@@ -336,7 +336,7 @@ def bench_detection(rgw, moto, workdir: Path, log) -> dict:
         rcl[label] = {"marks": marks, "notes": notes, "seconds": secs}
         log(f"detection: {label:<26} {secs:5.1f} s, {notes}")
     # empty prefix and wrong credentials
-    _, _, empty = timed(ours(mirror_args(rgw, moto, ceph.url, f"s3://{ab}/no-such-prefix") + ["--json"]), env)
+    _, _, empty = timed(ours(mirror_args(rgw, moto, ceph.url, f"s3://{ab}/no-such-prefix") + ["--json-lines"]), env)
     esum = json.loads(empty.stdout.splitlines()[-1])
     em, enotes, _ = rclone_found(renv, f"rgw:{cb}/stores/tiny v1", f"moto:{ab}/no-such-prefix", workdir, [])
     bad_env = dict(env, AWS_SECRET_ACCESS_KEY="wrong-secret-0000000000000000")

@@ -261,7 +261,7 @@ def _safe_task(task, job: Job) -> dict:
 
 
 def extend(store_url: str, years: list[int], options: ConvertOptions | None = None, *,
-           source: str | None = None) -> ConvertReport:
+           source: str | None = None, inventory: Inventory | None = None) -> ConvertReport:
     """Append years to a store's time axis (a metadata resize) and convert them from the source."""
     options = options or ConvertOptions()
     store = open_storage(store_url, options.store_options)
@@ -278,4 +278,4 @@ def extend(store_url: str, years: list[int], options: ConvertOptions | None = No
     if not src:
         raise UsageError(store.describe(), "no source recorded; give --source")
     options.years = sorted(set(years))
-    return convert(src, store_url, options, time_axis=new_axis)
+    return convert(src, store_url, options, time_axis=new_axis, inventory=inventory)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import sys
 import threading
 import time
 from collections import deque
@@ -346,8 +345,8 @@ class Verifier:
                 self._save(ckpt)
                 ckpt.close()
             if isinstance(e, KeyboardInterrupt) and self.watermark is not None:
-                print(f"tessera-transcode verify-mirrors: interrupted after {self.tally.keys} keys; state saved in "
-                      f"{ckpt.path}: run the same command again to resume", file=sys.stderr)
+                e.add_note(f"stopped after {self.tally.keys} keys; state saved in {ckpt.path}: run the same "
+                           "verification again to resume")
             raise
         finally:
             for p in self._prefetch:
