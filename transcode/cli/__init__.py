@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--years", type=parse_years, metavar="LIST", help="only these years, e.g. 2017-2020,2024")
     inv.add_argument("--dataset", help="dataset directory under npy/ (object-store layout)")
     inv.add_argument("--landmask-version", help="version directory under landmasks/ (object-store layout)")
+    _add_dataset_option(inv)
     inv.add_argument("--verify-hashes", action="store_true", help="hash every file and compare with the registries")
     inv.add_argument("--workers", type=_positive_int, default=8, metavar="N", help="parallel reads (default 8)")
     inv.add_argument("--out", "-o", default="inventory.parquet", metavar="PATH",
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_options(pl)
     _add_layout_options(pl)
     pl.add_argument("--inventory", metavar="PATH", help="reuse a Parquet inventory instead of listing SOURCE")
-    pl.add_argument("--units", action="store_true", help="list every work unit (shard and its tiles)")
+    _add_dataset_option(pl)
+    pl.add_argument("--units", action="store_true", help="list every work unit (shard and its tiles; with --json, "
+                    "as the document's 'units')")
     _add_output_options(pl)
     add_s3_options(pl)
     pl.set_defaults(func=cmd_plan)
@@ -324,9 +327,16 @@ def _add_convert_options(p: argparse.ArgumentParser, years_required: bool = Fals
                    help="S3 multipart part size in MiB, fixed and recorded (default: an existing store's, else 64)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad tile instead of skipping it")
     p.add_argument("--inventory", metavar="PATH", help="reuse a Parquet inventory instead of listing SOURCE")
+    _add_dataset_option(p)
     _add_output_options(p)
     add_s3_options(p, "source-", "source")
     add_s3_options(p, "store-", "store")
+
+
+def _add_dataset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-version", metavar="VERSION[-VARIANT]",
+                   help="the source's dataset, e.g. 1.1 or v2-vultr, when the archive does not say it (or says it "
+                   "wrong): recorded as overridden")
 
 
 def _convert_options(args: argparse.Namespace):
@@ -338,6 +348,7 @@ def _convert_options(args: argparse.Namespace):
         shard=args.shard_size, chunk=args.chunk_size, codecs=parse_codec_options(args.codec) if args.codec else None,
         part_size=args.part_size * 1024 * 1024 if args.part_size else None, strict=args.strict, progress=_progress(args),
         inventory=args.inventory, source_options=s3_options(args, "source-"), store_options=s3_options(args, "store-"),
+        dataset_version=args.dataset_version,
     )
 
 
@@ -369,7 +380,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     if out is not None and _inside(out, args.source):
         raise UsageError(str(out), "the inventory would be written inside the source archive; choose --out elsewhere")
     archive = open_archive(args.source, s3_options(args), dataset=args.dataset,
-                           landmask_version=args.landmask_version, years=args.years)
+                           landmask_version=args.landmask_version, years=args.years,
+                           dataset_version=args.dataset_version)
     inv = build_inventory(archive, verify_hashes=args.verify_hashes, workers=args.workers, progress=_progress(args))
     if out is not None:
         write_inventory(inv, out)
@@ -391,12 +403,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     args.chunk_size = args.chunk_size or DEFAULT_CHUNK
     if args.shard_size[0] % args.chunk_size[0] or args.shard_size[1] % args.chunk_size[1]:
         raise UsageError("--shard-size", f"{args.shard_size} is not a multiple of --chunk-size {args.chunk_size}")
-    opts = ConvertOptions(inventory=args.inventory, source_options=s3_options(args), progress=_progress(args))
+    opts = ConvertOptions(inventory=args.inventory, source_options=s3_options(args), progress=_progress(args),
+                          dataset_version=args.dataset_version)
     inv = load_inventory(args.source, opts)
     plan = make_plan(inv, years=args.years, zones=args.zones, shard=args.shard_size, chunk=args.chunk_size)
-    doc = plan.summary()
-    if not args.units and not args.json:
-        doc.pop("units")
+    doc = plan.summary(units=args.units and args.json)
+    doc["dataset"] = inv.dataset.to_dict()
     if args.json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK if not plan.skipped and not plan.clipped else EXIT_PROBLEMS
@@ -406,11 +418,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{zone}      EPSG:{z['epsg']} origin ({z['origin_x']:.0f}, {z['origin_y']:.0f}) {z['height']}x{z['width']} px, "
               f"{z['shards']} shards, {z['tile_years']} tile-years")
     print(f"tiles      {doc['tile_years']} tile-years, {_mb(doc['input_bytes'])} to read")
+    print(f"dataset    {_dataset_line(inv.dataset)}")
     for p in plan.skipped + plan.clipped:
         print(f"  {p.severity:7s} {p.kind:14s} {p.path}: {p.message}")
     if args.units:
-        for u in doc["units"]:
-            print(f"  {u['shard']}: {', '.join(u['tiles'])}")
+        for task in plan.iter_tasks():
+            print(f"  {task.name}: {', '.join(p.tile for p in task.placements)}")
     return EXIT_OK if not plan.skipped and not plan.clipped else EXIT_PROBLEMS
 
 
@@ -646,6 +659,7 @@ def _mb(n: int) -> str:
 def _print_inventory(inv, out: Path | None) -> None:
     s = inv.summary()
     print(f"source     {s['source']}  ({s['layout']} layout)")
+    print(f"dataset    {_dataset_line(inv.dataset)}")
     for year, v in s["per_year"].items():
         print(f"year {year}  {v['tiles']} tiles ({v['usable']} usable), {_mb(v['bytes'])}")
     for zone, years in s["per_zone"].items():
@@ -663,6 +677,14 @@ def _print_inventory(inv, out: Path | None) -> None:
         print("problems   none")
     if out is not None:
         print(f"inventory  written to {out}")
+
+
+def _dataset_line(dataset) -> str:
+    if dataset.overridden:
+        return f"{dataset.label}, given with --dataset-version (overridden)"
+    if not dataset.known:
+        return "unknown (no tessera_metadata.json, no npy/<dataset> name, no version in manifest.parquet)"
+    return f"{dataset.label}, from {dataset.source}" + ("  (MIXED: see problems)" if dataset.conflicts else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

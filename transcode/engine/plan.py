@@ -1,19 +1,26 @@
-"""Shards and the tile windows that fill them: pure and deterministic, by FORMATS.md §1.4."""
+"""Shards and the tile windows that fill them: pure and deterministic, by FORMATS.md §1.4. Every tile-year
+is placed at once from the inventory's columns (a few bytes each); the shard tasks, with a Python object per
+placement, are made one (zone, year) pass at a time, so memory stays bounded by the largest pass."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
-from transcode.format.grid import TileId, ZoneGrid, footprint, zone_grid
-from transcode.legacy.inventory import Inventory, TileRecord
-from transcode.legacy.problems import Problem
+import numpy as np
+
+from transcode.format.grid import ZoneGrid
+from transcode.format.tilecolumns import footprints, offsets, zone_grid_of
+from transcode.legacy.inventory import Inventory
+from transcode.legacy.problems import ERROR, WARNING, Problem
+from transcode.legacy.tiletable import cell_key, hex_digest, names
 
 DEFAULT_SHARD = (4096, 4096)
 DEFAULT_CHUNK = (32, 32)
+PIXEL_BYTES = 128 + 4  # embeddings and scales bytes of one pixel
 
 
 @dataclass(frozen=True)
@@ -90,64 +97,140 @@ class ShardTask:
 
 @dataclass
 class Plan:
-    """What a conversion will write."""
+    """What a conversion will write: the time axis, zone grids, the placed tile-years (rows of the inventory's
+    table with their grid offsets, ordered by zone, year and canonical order) and what was left out."""
 
     time: list[int]
     shard: tuple[int, int]
     chunk: tuple[int, int]
     grids: dict[int, ZoneGrid]
-    tasks: list[ShardTask]
+    inventory: Inventory
+    rows: np.ndarray  # placed tile-years: indices into inventory.table
+    row: np.ndarray  # their top-left pixel in the zone grid
+    col: np.ndarray
+    pass_bounds: list[tuple[int, int, int, int]]  # (zone, year, start, end) of each pass's range of `rows`
+    landmasks: bool = True  # apply the landmasks (v1/v1.1 datasets)
     skipped: list[Problem] = field(default_factory=list)
     clipped: list[Problem] = field(default_factory=list)
     outside_time: list[int] = field(default_factory=list)
 
+    def passes(self) -> list[tuple[int, int]]:
+        """(zone, year) of every pass, in order."""
+        return [(z, y) for z, y, _, _ in self.pass_bounds]
+
+    def _pass(self, zone: int, year: int) -> np.ndarray:
+        """Positions (into `rows`) of the pass's tile-years, in canonical order."""
+        for z, y, a, b in self.pass_bounds:
+            if (z, y) == (zone, year):
+                return np.arange(a, b)
+        return np.arange(0)
+
+    def _shards(self, zone: int, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shard row, shard col, position) of every shard a tile touches, sorted by shard then canonical order."""
+        g = self.grids[zone]
+        t = self.inventory.table[self.rows[sel]]
+        r, c = self.row[sel].astype(np.int64), self.col[sel].astype(np.int64)
+        sh, sw = self.shard
+        r0, r1 = np.maximum(r, 0) // sh, (np.minimum(r + t["height"], g.height) - 1) // sh
+        c0, c1 = np.maximum(c, 0) // sw, (np.minimum(c + t["width"], g.width) - 1) // sw
+        nr, nc = r1 - r0 + 1, c1 - c0 + 1
+        count = nr * nc
+        pos = np.repeat(np.arange(len(sel)), count)
+        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        sr = np.repeat(r0, count) + k // np.repeat(nc, count)
+        sc = np.repeat(c0, count) + k % np.repeat(nc, count)
+        order = np.lexsort((pos, sc, sr))
+        return sr[order], sc[order], sel[pos[order]]
+
+    def pass_tasks(self, zone: int, year: int) -> list[ShardTask]:
+        """The shard tasks of one (zone, year) pass, sorted by shard row and column."""
+        sr, sc, at = self._shards(zone, self._pass(zone, year))
+        placements = self._placements(np.unique(at))
+        bounds = np.flatnonzero(np.diff(sr * (1 << 32) + sc)) + 1
+        t = self.time.index(year)
+        return [ShardTask(zone, year, t, int(sr[a]), int(sc[a]), tuple(placements[i] for i in at[a:b].tolist()))
+                for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(sr)]) if b > a]
+
+    def _placements(self, at: np.ndarray) -> dict[int, Placement]:
+        inv = self.inventory
+        t = inv.table[self.rows[at]]
+        hashed = "embeddings_sha256" in t.dtype.names
+        out = {}
+        for j, (i, name) in enumerate(zip(at.tolist(), names(t["lon_i"], t["lat_i"]))):
+            r = t[j]
+            year = int(r["year"])
+            ids = [r["embeddings_size"], r["scales_size"]]
+            ids = ["" if v < 0 else str(int(v)) for v in ids]
+            ids += [hex_digest(r["embeddings_sha256"]) or "", hex_digest(r["scales_sha256"]) or ""] if hashed else ["", ""]
+            out[i] = Placement(year, name, int(r["lon_i"]), int(r["lat_i"]), inv.key(year, name),
+                               inv.key(year, name, "_scales.npy"),
+                               inv.landmask_key(name) if self.landmasks and r["landmask"] else None,
+                               int(r["height"]), int(r["width"]), int(r["embeddings_offset"]),
+                               int(r["scales_offset"]), int(self.row[i]), int(self.col[i]), ":".join(ids))
+        return out
+
+    def iter_tasks(self) -> Iterator[ShardTask]:
+        """Every shard task in (zone, year, shard row, shard column) order, made one pass at a time."""
+        for zone, year in self.passes():
+            yield from self.pass_tasks(zone, year)
+
+    @property
+    def tasks(self) -> list[ShardTask]:
+        """Every shard task at once (a Python object per placement: for small archives and tests)."""
+        return list(self.iter_tasks())
+
+    def shard_counts(self) -> dict[int, int]:
+        """Shards per zone, counted without making tasks."""
+        out: dict[int, int] = defaultdict(int)
+        for zone, year in self.passes():
+            sr, sc, _ = self._shards(zone, self._pass(zone, year))
+            out[zone] += len(np.unique(sr * (1 << 32) + sc))
+        return dict(out)
+
     def input_bytes(self) -> int:
         """Bytes of the tile-years the plan reads (each tile-year once)."""
-        seen = {}
-        for task in self.tasks:
-            for p in task.placements:
-                seen[(p.year, p.tile)] = p
-        return sum(p.height * p.width * (128 + 4) + p.embeddings_offset + p.scales_offset for p in seen.values())
+        t = self.inventory.table[self.rows]
+        return int((t["height"].astype(np.int64) * t["width"] * PIXEL_BYTES + t["embeddings_offset"]
+                    + t["scales_offset"]).sum())
 
-    def summary(self) -> dict:
-        """JSON-ready overview: zones, shards, tiles, input bytes and the work units."""
+    def summary(self, units: bool = False) -> dict:
+        """JSON-ready overview: zones, shards, tiles, input bytes (and every work unit with `units`)."""
+        tile_years: dict[int, int] = defaultdict(int)
+        for z, _, a, b in self.pass_bounds:
+            tile_years[z] += b - a
+        shards = self.shard_counts()
         per_zone: dict[str, dict] = {}
         for z, g in sorted(self.grids.items()):
-            tasks = [t for t in self.tasks if t.zone == z]
             per_zone[f"utm{z:02d}"] = {
                 "epsg": g.epsg, "origin_x": g.origin_x, "origin_y": g.origin_y, "height": g.height, "width": g.width,
                 "shard_grid": [g.height // self.shard[0], g.width // self.shard[1]],
-                "shards": len(tasks),
-                "tile_years": len({(p.year, p.tile) for t in tasks for p in t.placements}),
+                "shards": shards.get(z, 0),
+                "tile_years": tile_years.get(z, 0),
             }
-        return {
+        doc = {
             "time": self.time,
             "shard": list(self.shard),
             "chunk": list(self.chunk),
             "zones": per_zone,
-            "shards": len(self.tasks),
-            "tile_years": len({(p.year, p.tile) for t in self.tasks for p in t.placements}),
+            "shards": sum(shards.values()),
+            "tile_years": len(self.rows),
             "input_bytes": self.input_bytes(),
             "skipped": [p.to_dict() for p in self.skipped],
             "clipped": [p.to_dict() for p in self.clipped],
             "years_outside_time_axis": self.outside_time,
-            "units": [{"shard": t.name, "tiles": [f"{p.tile}" for p in t.placements]} for t in self.tasks],
         }
+        if units:
+            doc["units"] = [{"shard": t.name, "tiles": [p.tile for p in t.placements]} for t in self.iter_tasks()]
+        return doc
 
 
-def _source_id(r: TileRecord) -> str:
-    parts = [r.embeddings_size, r.scales_size, r.embeddings_sha256, r.scales_sha256]
-    return ":".join("" if v is None else str(v) for v in parts)
-
-
-def grid_tiles(inv: Inventory) -> dict[int, list[TileId]]:
-    """Tile cells that define each zone's grid: every landmask cell and every tile cell of any year."""
-    cells: set[TileId] = {TileId(m.lon_i, m.lat_i) for m in inv.landmasks}
-    cells |= {TileId(t.lon_i, t.lat_i) for t in inv.tiles}
-    zones: dict[int, list[TileId]] = defaultdict(list)
-    for c in sorted(cells):
-        zones[footprint(c).zone].append(c)
-    return dict(zones)
+def grid_cells(inv: Inventory) -> tuple[np.ndarray, np.ndarray]:
+    """(lon_i, lat_i) of the cells that define the zone grids: every landmask cell and every tile cell of any
+    year, each once, in (lat_i, lon_i) order."""
+    lon = np.concatenate([inv.masks["lon_i"], inv.table["lon_i"]]).astype(np.int64)
+    lat = np.concatenate([inv.masks["lat_i"], inv.table["lat_i"]]).astype(np.int64)
+    _, first = np.unique(cell_key(lon, lat), return_index=True)
+    return lon[first], lat[first]
 
 
 def make_plan(
@@ -160,52 +243,91 @@ def make_plan(
     time: list[int] | None = None,
     grids: dict[int, ZoneGrid] | None = None,
 ) -> Plan:
-    """Place every usable tile-year in its zone grid and group the windows by shard."""
+    """Place every usable tile-year in its zone grid (`grids` of an existing store win)."""
     if shard[0] % chunk[0] or shard[1] % chunk[1]:
         raise ValueError(f"shard shape {shard} is not a multiple of the chunk shape {chunk}")
+    table = inv.table
     wanted_years = set(years) if years is not None else None
     wanted_zones = set(zones) if zones is not None else None
-    tiles = [t for t in inv.tiles if (wanted_years is None or t.year in wanted_years)
-             and (wanted_zones is None or t.zone in wanted_zones)]
+    chosen = np.ones(len(table), bool)
+    if wanted_years is not None:
+        chosen &= np.isin(table["year"], list(wanted_years))
+    if wanted_zones is not None:
+        chosen &= np.isin(table["zone"], list(wanted_zones))
     if time is None:
-        ys = sorted({t.year for t in tiles} | (wanted_years or set()))
+        ys = sorted(set(np.unique(table["year"][chosen]).tolist()) | (wanted_years or set()))
         time = list(range(ys[0], ys[-1] + 1)) if ys else []
-    t_index = {y: i for i, y in enumerate(time)}
     grids = dict(grids or {})
-    for z, cells in grid_tiles(inv).items():
+    lon, lat = grid_cells(inv)
+    cells = footprints(lon, lat)
+    for z in np.unique(cells.zone).tolist():
         if (wanted_zones is None or z in wanted_zones) and z not in grids:
-            grids[z] = zone_grid(z, cells, shard)
-    bad = {(p.year, p.tile) for p in inv.problems if p.severity == "error" and p.year is not None}
-    skipped: list[Problem] = []
-    clipped: list[Problem] = []
-    outside: set[int] = set()
-    by_shard: dict[tuple[int, int, int, int], list[Placement]] = defaultdict(list)
-    for r in sorted(tiles, key=lambda r: (r.year, r.lat_i, r.lon_i)):
-        if not r.usable or (r.year, r.tile) in bad or r.height is None:
-            reasons = sorted({f"{p.kind}: {p.message}" for p in inv.problems if (p.year, p.tile) == (r.year, r.tile)})
-            skipped.append(Problem(r.embeddings_key, "skipped-tile", "; ".join(reasons) or "unusable", "warning",
-                                   r.year, r.tile))
+            grids[z] = zone_grid_of(z, cells.take(np.flatnonzero(cells.zone == z)), shard)
+
+    skipped = _skipped(inv, chosen)
+    usable = chosen & table["usable"] & (table["height"] >= 0)
+    usable[np.array([i for i, _ in skipped], np.int64)] = False
+    in_time = np.isin(table["year"], time)
+    outside = sorted(set(np.unique(table["year"][usable & ~in_time]).tolist()))
+    rows = np.flatnonzero(usable & in_time)
+    row, col = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64)
+    fp = footprints(table["lon_i"][rows], table["lat_i"][rows])
+    for z in np.unique(fp.zone).tolist():
+        sel = np.flatnonzero(fp.zone == z)
+        row[sel], col[sel] = offsets(grids[z], fp.take(sel))
+    keep, clipped = _clip(inv, rows, row, col, grids)
+    rows, row, col = rows[keep], row[keep], col[keep]
+    pass_key = table["zone"][rows].astype(np.int64) * 10000 + table["year"][rows]
+    order = np.argsort(pass_key, kind="stable")
+    keys, starts = np.unique(pass_key[order], return_index=True)
+    ends = [*starts[1:].tolist(), len(rows)]
+    bounds = [(k // 10000, k % 10000, a, b) for k, a, b in zip(keys.tolist(), starts.tolist(), ends)]
+    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, inv, rows[order].astype(np.int32),
+                row[order].astype(np.int32), col[order].astype(np.int32), bounds, inv.dataset.needs_landmask,
+                [p for _, p in skipped], clipped, outside)
+
+
+def _skipped(inv: Inventory, chosen: np.ndarray) -> list[tuple[int, Problem]]:
+    """(row, warning) for each chosen tile-year that is unusable or has an error."""
+    t = inv.table
+    reasons: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for p in inv.problems:
+        if p.year is not None and p.tile is not None:
+            reasons[(p.year, p.tile)].add((p.severity == ERROR, f"{p.kind}: {p.message}"))
+    bad = {k for k, v in reasons.items() if any(err for err, _ in v)}
+    candidates = np.flatnonzero(chosen)
+    out = []
+    tile_names = names(t["lon_i"][candidates], t["lat_i"][candidates])
+    for i, name in zip(candidates.tolist(), tile_names):
+        r = t[i]
+        year = int(r["year"])
+        if r["usable"] and (year, name) not in bad and r["height"] >= 0:
             continue
-        if r.year not in t_index:
-            outside.add(r.year)
-            continue
-        fp = footprint(TileId(r.lon_i, r.lat_i))
-        g = grids[fp.zone]
-        row, col = g.offset(fp)
-        p = Placement(r.year, r.tile, r.lon_i, r.lat_i, r.embeddings_key, r.scales_key, r.landmask_key,
-                      r.height, r.width, r.embeddings_offset, r.scales_offset, row, col, _source_id(r))
-        rows, cols = p.rows_in(0, g.height), p.cols_in(0, g.width)
-        if rows is None or cols is None:
-            clipped.append(Problem(r.embeddings_key, "outside-grid", f"tile lies outside the utm{fp.zone:02d} grid",
-                                   "error", r.year, r.tile))
-            continue
-        if rows != (row, row + r.height) or cols != (col, col + r.width):
-            clipped.append(Problem(r.embeddings_key, "clipped", f"tile extends past the utm{fp.zone:02d} grid and is "
-                                   f"clipped to rows {rows} cols {cols}", "warning", r.year, r.tile))
-        sh, sw = shard
-        for sr in range(rows[0] // sh, (rows[1] - 1) // sh + 1):
-            for sc in range(cols[0] // sw, (cols[1] - 1) // sw + 1):
-                by_shard[(fp.zone, r.year, sr, sc)].append(p)
-    tasks = [ShardTask(z, y, t_index[y], sr, sc, tuple(ps)) for (z, y, sr, sc), ps in sorted(by_shard.items())]
-    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, tasks, skipped, clipped,
-                sorted(outside))
+        why = "; ".join(sorted(msg for _, msg in reasons.get((year, name), ()))) or "unusable"
+        out.append((i, Problem(inv.key(year, name), "skipped-tile", why, WARNING, year, name)))
+    return out
+
+
+def _clip(inv: Inventory, rows: np.ndarray, row: np.ndarray, col: np.ndarray,
+          grids: dict[int, ZoneGrid]) -> tuple[np.ndarray, list[Problem]]:
+    """Tile-years that land (at least partly) inside their zone grid, and a problem for each that does not fit."""
+    t = inv.table[rows]
+    gh = np.array([grids[z].height for z in t["zone"].tolist()], np.int64)
+    gw = np.array([grids[z].width for z in t["zone"].tolist()], np.int64)
+    h, w = t["height"].astype(np.int64), t["width"].astype(np.int64)
+    r0, r1 = np.maximum(row, 0), np.minimum(row + h, gh)
+    c0, c1 = np.maximum(col, 0), np.minimum(col + w, gw)
+    inside = (r0 < r1) & (c0 < c1)
+    cut = inside & ((r0 != row) | (r1 != row + h) | (c0 != col) | (c1 != col + w))
+    problems = []
+    for i in np.flatnonzero(~inside | cut).tolist():
+        year, zone = int(t["year"][i]), int(t["zone"][i])
+        name = names(t["lon_i"][i:i + 1], t["lat_i"][i:i + 1])[0]
+        if not inside[i]:
+            problems.append(Problem(inv.key(year, name), "outside-grid", f"tile lies outside the utm{zone:02d} grid",
+                                    ERROR, year, name))
+        else:
+            problems.append(Problem(inv.key(year, name), "clipped", f"tile extends past the utm{zone:02d} grid and is "
+                                    f"clipped to rows {(int(r0[i]), int(r1[i]))} cols {(int(c0[i]), int(c1[i]))}",
+                                    WARNING, year, name))
+    return inside, problems

@@ -14,7 +14,6 @@ from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE
 SIDECAR = ".tessera"
 SETTINGS_KEY = f"{SIDECAR}/convert.json"
 COORD_CHUNK = 65536
-MODEL_VERSION = "1.1"  # the incumbent (geotessera) writes model 1.1
 
 
 def zone_group(zone: int) -> str:
@@ -22,8 +21,10 @@ def zone_group(zone: int) -> str:
 
 
 def build_metadata(grids: dict[int, ZoneGrid], time: list[int], settings: EncodeSettings,
-                   build_version: str, model_version: str = MODEL_VERSION) -> dict[str, bytes]:
-    """Every non-shard object of the store (zarr.json documents, coordinate chunks) keyed by object key."""
+                   build_version: str, model_version: str, landmask: bool = True) -> dict[str, bytes]:
+    """Every non-shard object of the store (zarr.json documents, coordinate chunks) keyed by object key.
+    `model_version` is the source dataset's version; `landmask` False (v2 on) is recorded as the incumbent
+    does, `geoemb:landmask: false` (absent means masked)."""
     import zarr
     from zarr.storage import MemoryStore
 
@@ -32,7 +33,8 @@ def build_metadata(grids: dict[int, ZoneGrid], time: list[int], settings: Encode
 
     mem = MemoryStore()
     root = zarr.create_group(mem, zarr_format=3, attributes=build_geoemb_attributes(
-        model_version=model_version, build_version=build_version))
+        model_version=model_version, build_version=build_version,
+        extra=None if landmask else {"geoemb:landmask": False}))
     sh, sw = settings.shard
     ch, cw = settings.chunk
     t = len(time)

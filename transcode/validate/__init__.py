@@ -115,6 +115,6 @@ def _open_source(source: str, options: S3Options):
         archive = open_archive(source, options)
     except (ArchiveError, StorageError) as e:
         raise UsageError(source, f"source archive unusable for --level fidelity: {e.reason}") from e
-    if not archive.tiles:
+    if next(archive.iter_tiles([]), None) is None:  # the first tile is enough: the listing is streamed
         raise UsageError(source, "source archive has no tiles: nothing to compare the store with")
     return archive
