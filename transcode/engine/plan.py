@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from transcode.format.grid import ZoneGrid
+from transcode.format.grid import ZoneGrid, parse_tile_name
 from transcode.format.tilecolumns import footprints, offsets, zone_grid_of
 from transcode.legacy.inventory import Inventory
 from transcode.legacy.problems import ERROR, WARNING, Problem
-from transcode.legacy.tiletable import cell_key, hex_digest, names
+from transcode.legacy.tiletable import cell_key, cell_lon_lat, hex_digest, names, tile_cells, tile_year_key, year_slices
 
 DEFAULT_SHARD = (4096, 4096)
 DEFAULT_CHUNK = (32, 32)
@@ -189,9 +189,12 @@ class Plan:
 
     def input_bytes(self) -> int:
         """Bytes of the tile-years the plan reads (each tile-year once)."""
-        t = self.inventory.table[self.rows]
-        return int((t["height"].astype(np.int64) * t["width"] * PIXEL_BYTES + t["embeddings_offset"]
-                    + t["scales_offset"]).sum())
+        total = 0
+        for _, _, a, b in self.pass_bounds:
+            t = self.inventory.table[self.rows[a:b]]
+            total += int((t["height"].astype(np.int64) * t["width"] * PIXEL_BYTES + t["embeddings_offset"]
+                          + t["scales_offset"]).sum())
+        return total
 
     def summary(self, units: bool = False) -> dict:
         """JSON-ready overview: zones, shards, tiles, input bytes (and every work unit with `units`)."""
@@ -224,13 +227,10 @@ class Plan:
         return doc
 
 
-def grid_cells(inv: Inventory) -> tuple[np.ndarray, np.ndarray]:
-    """(lon_i, lat_i) of the cells that define the zone grids: every landmask cell and every tile cell of any
-    year, each once, in (lat_i, lon_i) order."""
-    lon = np.concatenate([inv.masks["lon_i"], inv.table["lon_i"]]).astype(np.int64)
-    lat = np.concatenate([inv.masks["lat_i"], inv.table["lat_i"]]).astype(np.int64)
-    _, first = np.unique(cell_key(lon, lat), return_index=True)
-    return lon[first], lat[first]
+def grid_cells(inv: Inventory) -> np.ndarray:
+    """Sorted cell keys of the cells that define the zone grids: every landmask cell and every tile cell of any
+    year."""
+    return np.union1d(cell_key(inv.masks["lon_i"], inv.masks["lat_i"]), tile_cells(inv.table))
 
 
 def make_plan(
@@ -243,91 +243,133 @@ def make_plan(
     time: list[int] | None = None,
     grids: dict[int, ZoneGrid] | None = None,
 ) -> Plan:
-    """Place every usable tile-year in its zone grid (`grids` of an existing store win)."""
+    """Place every usable tile-year in its zone grid (`grids` of an existing store win). Offsets are computed
+    once per cell and handed to the tile-years year by year; nothing here is a Python object per tile-year."""
     if shard[0] % chunk[0] or shard[1] % chunk[1]:
         raise ValueError(f"shard shape {shard} is not a multiple of the chunk shape {chunk}")
     table = inv.table
     wanted_years = set(years) if years is not None else None
     wanted_zones = set(zones) if zones is not None else None
-    chosen = np.ones(len(table), bool)
-    if wanted_years is not None:
-        chosen &= np.isin(table["year"], list(wanted_years))
-    if wanted_zones is not None:
-        chosen &= np.isin(table["zone"], list(wanted_zones))
+    slices = [(y, a, b) for y, a, b in year_slices(table) if wanted_years is None or y in wanted_years]
     if time is None:
-        ys = sorted(set(np.unique(table["year"][chosen]).tolist()) | (wanted_years or set()))
+        ys = sorted({y for y, a, b in slices if _zone_rows(table, a, b, wanted_zones).size} | (wanted_years or set()))
         time = list(range(ys[0], ys[-1] + 1)) if ys else []
+    cells = grid_cells(inv)
+    fp = footprints(*cell_lon_lat(cells))
     grids = dict(grids or {})
-    lon, lat = grid_cells(inv)
-    cells = footprints(lon, lat)
-    for z in np.unique(cells.zone).tolist():
-        if (wanted_zones is None or z in wanted_zones) and z not in grids:
-            grids[z] = zone_grid_of(z, cells.take(np.flatnonzero(cells.zone == z)), shard)
-
-    skipped = _skipped(inv, chosen)
-    usable = chosen & table["usable"] & (table["height"] >= 0)
-    usable[np.array([i for i, _ in skipped], np.int64)] = False
-    in_time = np.isin(table["year"], time)
-    outside = sorted(set(np.unique(table["year"][usable & ~in_time]).tolist()))
-    rows = np.flatnonzero(usable & in_time)
-    row, col = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64)
-    fp = footprints(table["lon_i"][rows], table["lat_i"][rows])
     for z in np.unique(fp.zone).tolist():
+        if (wanted_zones is None or z in wanted_zones) and z not in grids:
+            grids[z] = zone_grid_of(z, fp.take(np.flatnonzero(fp.zone == z)), shard)
+    cell_row, cell_col = np.zeros(len(cells), np.int64), np.zeros(len(cells), np.int64)
+    for z, g in grids.items():
         sel = np.flatnonzero(fp.zone == z)
-        row[sel], col[sel] = offsets(grids[z], fp.take(sel))
-    keep, clipped = _clip(inv, rows, row, col, grids)
-    rows, row, col = rows[keep], row[keep], col[keep]
-    pass_key = table["zone"][rows].astype(np.int64) * 10000 + table["year"][rows]
-    order = np.argsort(pass_key, kind="stable")
-    keys, starts = np.unique(pass_key[order], return_index=True)
-    ends = [*starts[1:].tolist(), len(rows)]
-    bounds = [(k // 10000, k % 10000, a, b) for k, a, b in zip(keys.tolist(), starts.tolist(), ends)]
-    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, inv, rows[order].astype(np.int32),
-                row[order].astype(np.int32), col[order].astype(np.int32), bounds, inv.dataset.needs_landmask,
-                [p for _, p in skipped], clipped, outside)
+        cell_row[sel], cell_col[sel] = offsets(g, fp.take(sel))
+    size = np.zeros((61, 2), np.int64)  # grid height and width by zone
+    for z, g in grids.items():
+        size[z] = (g.height, g.width)
+
+    bad = _bad_tile_years(inv)
+    skipped: list[Problem] = []
+    clipped: list[Problem] = []
+    outside: set[int] = set()
+    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for year, a, b in slices:
+        rows = a + _zone_rows(table, a, b, wanted_zones)
+        t = table[rows]
+        keys = tile_year_key(t["year"], t["lon_i"], t["lat_i"])
+        unusable = ~t["usable"] | (t["height"] < 0) | np.isin(keys, bad)
+        skipped += _skipped(inv, rows[unusable])
+        rows, t = rows[~unusable], t[~unusable]
+        if year not in time:
+            if len(rows):
+                outside.add(year)
+            continue
+        at = np.searchsorted(cells, cell_key(t["lon_i"], t["lat_i"]))
+        row, col = cell_row[at], cell_col[at]
+        inside, cut = _fit(row, col, t, size)
+        clipped += _clipped(inv, t, row, col, size, np.flatnonzero(~inside | cut), inside)
+        rows, row, col, zone = rows[inside], row[inside], col[inside], t["zone"][inside]
+        order = np.argsort(zone, kind="stable")  # by zone; canonical order within each zone
+        parts.append((year, rows[order], row[order], col[order], zone[order]))
+    return _assemble(inv, time, shard, chunk, grids, parts, skipped, clipped, sorted(outside))
 
 
-def _skipped(inv: Inventory, chosen: np.ndarray) -> list[tuple[int, Problem]]:
-    """(row, warning) for each chosen tile-year that is unusable or has an error."""
-    t = inv.table
+def _zone_rows(table: np.ndarray, a: int, b: int, zones: set[int] | None) -> np.ndarray:
+    """Positions (from `a`) of the rows a..b in the wanted zones."""
+    if zones is None:
+        return np.arange(b - a)
+    return np.flatnonzero(np.isin(table["zone"][a:b], list(zones)))
+
+
+def _assemble(inv: Inventory, time: list[int], shard: tuple[int, int], chunk: tuple[int, int],
+              grids: dict[int, ZoneGrid], parts: list, skipped: list[Problem], clipped: list[Problem],
+              outside: list[int]) -> Plan:
+    """One plan from the per-year parts; the passes in (zone, year) order, each a contiguous range."""
+    bounds, start = [], 0
+    for year, rows, _, _, zone in parts:
+        zs, first = np.unique(zone, return_index=True)
+        ends = [*first[1:].tolist(), len(rows)]
+        bounds += [(int(z), year, start + f, start + e) for z, f, e in zip(zs.tolist(), first.tolist(), ends)]
+        start += len(rows)
+
+    def joined(i: int) -> np.ndarray:
+        return np.concatenate([p[i] for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
+
+    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, inv, joined(1), joined(2), joined(3),
+                sorted(bounds), inv.dataset.needs_landmask, skipped, clipped, outside)
+
+
+def _bad_tile_years(inv: Inventory) -> np.ndarray:
+    """Tile-year keys of every tile-year an error was reported for."""
+    keys = set()
+    for p in inv.problems:
+        if p.severity == ERROR and p.year is not None and p.tile is not None:
+            try:
+                tile = parse_tile_name(p.tile)
+            except ValueError:
+                continue
+            keys.add(int(tile_year_key(p.year, tile.lon_i, tile.lat_i)))
+    return np.array(sorted(keys), np.int64)
+
+
+def _skipped(inv: Inventory, rows: np.ndarray) -> list[Problem]:
+    """A warning for each of these (unusable) tile-years, with every reason the inventory gave."""
+    if not len(rows):
+        return []
     reasons: dict[tuple[int, str], set[str]] = defaultdict(set)
     for p in inv.problems:
         if p.year is not None and p.tile is not None:
-            reasons[(p.year, p.tile)].add((p.severity == ERROR, f"{p.kind}: {p.message}"))
-    bad = {k for k, v in reasons.items() if any(err for err, _ in v)}
-    candidates = np.flatnonzero(chosen)
+            reasons[(p.year, p.tile)].add(f"{p.kind}: {p.message}")
+    t = inv.table[rows]
     out = []
-    tile_names = names(t["lon_i"][candidates], t["lat_i"][candidates])
-    for i, name in zip(candidates.tolist(), tile_names):
-        r = t[i]
-        year = int(r["year"])
-        if r["usable"] and (year, name) not in bad and r["height"] >= 0:
-            continue
-        why = "; ".join(sorted(msg for _, msg in reasons.get((year, name), ()))) or "unusable"
-        out.append((i, Problem(inv.key(year, name), "skipped-tile", why, WARNING, year, name)))
+    for year, name in zip(t["year"].tolist(), names(t["lon_i"], t["lat_i"])):
+        why = "; ".join(sorted(reasons.get((year, name), ()))) or "unusable"
+        out.append(Problem(inv.key(year, name), "skipped-tile", why, WARNING, year, name))
     return out
 
 
-def _clip(inv: Inventory, rows: np.ndarray, row: np.ndarray, col: np.ndarray,
-          grids: dict[int, ZoneGrid]) -> tuple[np.ndarray, list[Problem]]:
-    """Tile-years that land (at least partly) inside their zone grid, and a problem for each that does not fit."""
-    t = inv.table[rows]
-    gh = np.array([grids[z].height for z in t["zone"].tolist()], np.int64)
-    gw = np.array([grids[z].width for z in t["zone"].tolist()], np.int64)
+def _fit(row: np.ndarray, col: np.ndarray, t: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inside: at least partly in the zone grid, cut: inside but clipped) for each tile-year."""
+    gh, gw = size[t["zone"], 0], size[t["zone"], 1]
     h, w = t["height"].astype(np.int64), t["width"].astype(np.int64)
     r0, r1 = np.maximum(row, 0), np.minimum(row + h, gh)
     c0, c1 = np.maximum(col, 0), np.minimum(col + w, gw)
     inside = (r0 < r1) & (c0 < c1)
-    cut = inside & ((r0 != row) | (r1 != row + h) | (c0 != col) | (c1 != col + w))
+    return inside, inside & ((r0 != row) | (r1 != row + h) | (c0 != col) | (c1 != col + w))
+
+
+def _clipped(inv: Inventory, t: np.ndarray, row: np.ndarray, col: np.ndarray, size: np.ndarray, which: np.ndarray,
+             inside: np.ndarray) -> list[Problem]:
     problems = []
-    for i in np.flatnonzero(~inside | cut).tolist():
+    for i, name in zip(which.tolist(), names(t["lon_i"][which], t["lat_i"][which])):
         year, zone = int(t["year"][i]), int(t["zone"][i])
-        name = names(t["lon_i"][i:i + 1], t["lat_i"][i:i + 1])[0]
         if not inside[i]:
             problems.append(Problem(inv.key(year, name), "outside-grid", f"tile lies outside the utm{zone:02d} grid",
                                     ERROR, year, name))
-        else:
-            problems.append(Problem(inv.key(year, name), "clipped", f"tile extends past the utm{zone:02d} grid and is "
-                                    f"clipped to rows {(int(r0[i]), int(r1[i]))} cols {(int(c0[i]), int(c1[i]))}",
-                                    WARNING, year, name))
-    return inside, problems
+            continue
+        h, w, (gh, gw) = int(t["height"][i]), int(t["width"][i]), size[zone].tolist()
+        rows = (max(int(row[i]), 0), min(int(row[i]) + h, gh))
+        cols = (max(int(col[i]), 0), min(int(col[i]) + w, gw))
+        problems.append(Problem(inv.key(year, name), "clipped", f"tile extends past the utm{zone:02d} grid and is "
+                                f"clipped to rows {rows} cols {cols}", WARNING, year, name))
+    return problems

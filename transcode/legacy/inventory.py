@@ -13,7 +13,15 @@ from transcode.legacy.inventoryfile import read_inventory, write_inventory
 from transcode.legacy.problems import INFO, WARNING, Problem
 from transcode.legacy.registries import check_registries
 from transcode.legacy.scan import scan_landmasks, scan_tiles
-from transcode.legacy.tiletable import canonical_order, cell_key, names
+from transcode.legacy.tiletable import (
+    canonical_sort,
+    cell_key,
+    cell_lon_lat,
+    names,
+    sort_rows,
+    tile_cells,
+    year_slices,
+)
 
 __all__ = ["INVENTORY_FORMAT", "Inventory", "LandmaskRecord", "TileRecord", "build_inventory", "read_inventory",
            "write_inventory"]
@@ -27,8 +35,9 @@ def build_inventory(
     problems: list[Problem] = []
     claimed = resolve(archive.claims, archive.dataset_override)
     masks = scan_landmasks(archive, problems, verify=verify_hashes, workers=workers, progress=progress)
-    masks = masks[np.argsort(cell_key(masks["lon_i"], masks["lat_i"]), kind="stable")]
-    tiles = canonical_order(scan_tiles(archive, problems, verify=verify_hashes, workers=workers, progress=progress))
+    sort_rows(masks, cell_key(masks["lon_i"], masks["lat_i"]))
+    tiles = scan_tiles(archive, problems, verify=verify_hashes, workers=workers, progress=progress)
+    canonical_sort(tiles)
     problems += _place(archive, tiles, masks)
     check = check_registries(archive, tiles, masks, verify=verify_hashes, needs_landmask=claimed.needs_landmask)
     problems += check.problems
@@ -42,25 +51,27 @@ def build_inventory(
 
 
 def _place(archive: LegacyArchive, tiles: np.ndarray, masks: np.ndarray) -> list[Problem]:
-    """Fill each row's zone, EPSG, footprint and landmask columns (one projection per CRS); a shape that
-    differs from the cell's footprint is a warning (the tile is still placed at its offset, FORMATS.md §1.4)."""
-    keys = cell_key(tiles["lon_i"], tiles["lat_i"])
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    fp = footprints(tiles["lon_i"][first], tiles["lat_i"][first]).take(inverse)
-    tiles["zone"], tiles["epsg"] = fp.zone, fp.epsg
-    tiles["footprint_height"], tiles["footprint_width"] = fp.height, fp.width
-    tiles["landmask"] = np.isin(keys, cell_key(masks["lon_i"], masks["lat_i"]))
-    shaped = tiles["height"] >= 0
-    off = np.flatnonzero(shaped & ((tiles["height"] != fp.height) | (tiles["width"] != fp.width)))
+    """Fill each row's zone, footprint and landmask columns (one projection per CRS for the cells, then year by
+    year); a shape that differs from the cell's footprint is a warning (the tile is still placed at its offset,
+    FORMATS.md §1.4)."""
+    cells = tile_cells(tiles)
+    fp = footprints(*cell_lon_lat(cells))
+    with_mask = np.isin(cells, cell_key(masks["lon_i"], masks["lat_i"]))
     out = []
-    for i, name in zip(off.tolist(), names(tiles["lon_i"][off], tiles["lat_i"][off])):
-        r = tiles[i]
-        year = int(r["year"])
-        key = archive.tile_key(year, name, ".npy" if r["embeddings_offset"] >= 0 else "_scales.npy")
-        out.append(Problem(key, "footprint-mismatch",
-                           f"shape {r['height']}x{r['width']} differs from the {r['footprint_height']}x"
-                           f"{r['footprint_width']} footprint of the 0.1° cell (placed at its offset with its real "
-                           "shape)", WARNING, year, name))
+    for _, a, b in year_slices(tiles):
+        t = tiles[a:b]
+        at = np.searchsorted(cells, cell_key(t["lon_i"], t["lat_i"]))
+        t["zone"], t["landmask"] = fp.zone[at], with_mask[at]
+        t["footprint_height"], t["footprint_width"] = fp.height[at], fp.width[at]
+        off = np.flatnonzero((t["height"] >= 0) & ((t["height"] != fp.height[at]) | (t["width"] != fp.width[at])))
+        for i, name in zip(off.tolist(), names(t["lon_i"][off], t["lat_i"][off])):
+            r = t[i]
+            year = int(r["year"])
+            key = archive.tile_key(year, name, ".npy" if r["embeddings_offset"] >= 0 else "_scales.npy")
+            out.append(Problem(key, "footprint-mismatch",
+                               f"shape {r['height']}x{r['width']} differs from the {r['footprint_height']}x"
+                               f"{r['footprint_width']} footprint of the 0.1° cell (placed at its offset with its "
+                               "real shape)", WARNING, year, name))
     return out
 
 

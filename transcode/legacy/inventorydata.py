@@ -11,7 +11,7 @@ import numpy as np
 from transcode.legacy.archive import landmask_root_of
 from transcode.legacy.dataset import Dataset
 from transcode.legacy.problems import ERROR, WARNING, Problem
-from transcode.legacy.tiletable import cell_key, hex_digest, names, none_if_negative
+from transcode.legacy.tiletable import cell_key, epsg_of, hex_digest, names, none_if_negative, tile_cells, year_slices
 
 INVENTORY_FORMAT = 1
 
@@ -96,7 +96,7 @@ class Inventory:
             year = int(r["year"])
             out.append(TileRecord(
                 year=year, tile=name, lon_i=int(r["lon_i"]), lat_i=int(r["lat_i"]), zone=int(r["zone"]),
-                epsg=int(r["epsg"]), embeddings_key=self.key(year, name), embeddings_size=none_if_negative(r["embeddings_size"]),
+                epsg=int(epsg_of(r["zone"], r["lat_i"])), embeddings_key=self.key(year, name), embeddings_size=none_if_negative(r["embeddings_size"]),
                 scales_key=self.key(year, name, "_scales.npy"), scales_size=none_if_negative(r["scales_size"]),
                 height=none_if_negative(r["height"]), width=none_if_negative(r["width"]),
                 footprint_height=int(r["footprint_height"]), footprint_width=int(r["footprint_width"]),
@@ -119,18 +119,17 @@ class Inventory:
     def summary(self) -> dict:
         """Counts per year and zone, bytes, landmask coverage, dataset and problem counts, JSON-ready."""
         t = self.table
-        nbytes = np.maximum(t["embeddings_size"], 0) + np.maximum(t["scales_size"], 0)
-        per_year = {}
-        for y in np.unique(t["year"]).tolist():
-            sel = t["year"] == y
-            per_year[str(y)] = {"tiles": int(sel.sum()), "usable": int(t["usable"][sel].sum()),
-                                "bytes": int(nbytes[sel].sum())}
+        per_year: dict[str, dict] = {}
         per_zone: dict[str, dict[str, int]] = {}
-        pairs, counts = np.unique(t["zone"].astype(np.int64) * 10000 + t["year"], return_counts=True)
-        for p, c in zip(pairs.tolist(), counts.tolist()):
-            per_zone.setdefault(f"utm{p // 10000:02d}", {})[str(p % 10000)] = c
-        cells = np.unique(cell_key(t["lon_i"], t["lat_i"]))
-        masks = np.unique(cell_key(self.masks["lon_i"], self.masks["lat_i"]))
+        for year, a, b in year_slices(t):
+            rows = t[a:b]
+            nbytes = int(np.maximum(rows["embeddings_size"], 0).sum() + np.maximum(rows["scales_size"], 0).sum())
+            per_year[str(year)] = {"tiles": b - a, "usable": int(rows["usable"].sum()), "bytes": nbytes}
+            counts = np.bincount(rows["zone"].astype(np.int64), minlength=61)
+            for z in np.flatnonzero(counts).tolist():
+                per_zone.setdefault(f"utm{z:02d}", {})[str(year)] = int(counts[z])
+        cells = tile_cells(t)
+        masks = cell_key(self.masks["lon_i"], self.masks["lat_i"])
         covered = int(np.isin(cells, masks).sum())
         return {
             "source": self.source,
@@ -140,7 +139,7 @@ class Inventory:
             "tiles": len(t),
             "usable_tiles": int(t["usable"].sum()),
             "tile_cells": len(cells),
-            "bytes": int(nbytes.sum()),
+            "bytes": sum(v["bytes"] for v in per_year.values()),
             "per_year": per_year,
             "per_zone": dict(sorted(per_zone.items())),
             "landmasks": {

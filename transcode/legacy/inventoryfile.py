@@ -12,11 +12,20 @@ from transcode.errors import ArchiveError
 from transcode.legacy.dataset import Dataset
 from transcode.legacy.inventorydata import INVENTORY_FORMAT, Inventory
 from transcode.legacy.problems import Problem
-from transcode.legacy.tiletable import landmask_dtype, names, tile_dtype
+from transcode.legacy.tiletable import (
+    RowBuffer,
+    canonical_sort,
+    cell_key,
+    epsg_of,
+    landmask_dtype,
+    names,
+    sort_rows,
+    tile_dtype,
+)
 
 BATCH = 65536
 META_KEY = b"tessera-inventory"
-_TILE_INTS = ["year", "lon_i", "lat_i", "zone", "epsg", "height", "width", "footprint_height", "footprint_width",
+_TILE_INTS = ["year", "lon_i", "lat_i", "zone", "height", "width", "footprint_height", "footprint_width",
               "embeddings_size", "scales_size", "embeddings_offset", "scales_offset"]
 _NULLABLE = {"height", "width", "embeddings_size", "scales_size", "embeddings_offset", "scales_offset"}  # -1: null
 _PROBLEM_COLS = ["year", "tile", "problem_path", "problem_kind", "problem_message", "problem_severity"]
@@ -60,6 +69,7 @@ def _tile_batch(inv: Inventory, t: np.ndarray, schema):
     for name in _TILE_INTS:
         values = t[name].astype(np.int64)
         cols[name] = pa.array(values, schema.field(name).type, mask=(values < 0) if name in _NULLABLE else None)
+    cols["epsg"] = pa.array(epsg_of(t["zone"], t["lat_i"]), pa.int32())
     if "embeddings_sha256" in t.dtype.names:
         cols["embeddings_sha256"] = pa.array(_hex_column(t["embeddings_sha256"]), pa.string())
         cols["scales_sha256"] = pa.array(_hex_column(t["scales_sha256"]), pa.string())
@@ -132,7 +142,7 @@ def read_inventory(path: str | Path) -> Inventory:
         raise ArchiveError(str(path), f"inventory format {meta.get('format')} not supported (need {INVENTORY_FORMAT})")
     hashed = bool(meta["verified_hashes"])
     tdt, mdt = tile_dtype(hashed), landmask_dtype(hashed)
-    tiles, masks, problems = [], [], []
+    tiles, masks, problems = RowBuffer(tdt), RowBuffer(mdt), []
     columns = ["record", *_TILE_INTS, "tile", "landmask_key", "usable", "embeddings_sha256", "scales_sha256",
                "landmask_size", "landmask_sha256", *_PROBLEM_COLS[2:]]
     for batch in pf.iter_batches(batch_size=BATCH, columns=columns):
@@ -156,19 +166,20 @@ def read_inventory(path: str | Path) -> Inventory:
                 if hashed:
                     t["embeddings_sha256"] = _digest_column(col["embeddings_sha256"])
                     t["scales_sha256"] = _digest_column(col["scales_sha256"])
-                tiles.append(t)
+                tiles.extend(t)
             elif kind == "landmask":
                 m = np.zeros(len(part), mdt)
                 m["lon_i"], m["lat_i"], m["size"] = ints("lon_i"), ints("lat_i"), ints("landmask_size")
                 if hashed:
                     m["sha256"] = _digest_column(col["landmask_sha256"])
-                masks.append(m)
+                masks.extend(m)
             else:
                 problems += [Problem(r["problem_path"], r["problem_kind"], r["problem_message"], r["problem_severity"],
                                      r["year"], r["tile"]) for r in part.select(_PROBLEM_COLS).to_pylist()]
-    return Inventory(meta["source"], meta["layout"], meta["year_root"], meta["landmask_root"],
-                     np.concatenate(tiles) if tiles else np.zeros(0, tdt),
-                     np.concatenate(masks) if masks else np.zeros(0, mdt),
+    table, cells = tiles.finish(), masks.finish()
+    canonical_sort(table)
+    sort_rows(cells, cell_key(cells["lon_i"], cells["lat_i"]))
+    return Inventory(meta["source"], meta["layout"], meta["year_root"], meta["landmask_root"], table, cells,
                      problems, hashed, meta["registries"], Dataset.from_dict(meta.get("dataset")))
 
 

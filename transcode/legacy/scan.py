@@ -20,7 +20,7 @@ from transcode.legacy.npyheader import NpyHeader, check_embeddings_header, check
 from transcode.legacy.problems import ERROR, Problem
 from transcode.legacy.registries import hash_message, parse_sha256sum_line
 from transcode.legacy.tiles import read_npy_header
-from transcode.legacy.tiletable import TILE_DTYPE, landmask_dtype, tile_dtype
+from transcode.legacy.tiletable import TILE_DTYPE, RowBuffer, landmask_dtype, tile_dtype
 from transcode.storage import ObjectInfo, Storage
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -61,7 +61,7 @@ def scan_tiles(archive: LegacyArchive, problems: list[Problem], *, verify: bool,
                progress: bool) -> np.ndarray:
     """Every tile-year of the archive as a table row (zone, footprint and landmask columns not yet filled)."""
     dtype = tile_dtype(verify)
-    parts: list[np.ndarray] = []
+    table = RowBuffer(dtype)
     with tqdm(desc="tiles", unit="tile", disable=not progress) as bar:
         for n, (rows, digests, probs) in pipeline(archive.iter_tiles(problems),
                                                   lambda b: _inspect_tiles(archive, b, verify),
@@ -74,25 +74,25 @@ def scan_tiles(archive: LegacyArchive, problems: list[Problem], *, verify: bool,
                 part["embeddings_sha256"] = np.frombuffer(b"".join(d[0] for d in digests), np.uint8).reshape(-1, 32)
                 part["scales_sha256"] = np.frombuffer(b"".join(d[1] for d in digests), np.uint8).reshape(-1, 32)
                 base = part
-            parts.append(base)
+            table.extend(base)
             problems += probs
             bar.update(n)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+    return table.finish()
 
 
 def scan_landmasks(archive: LegacyArchive, problems: list[Problem], *, verify: bool, workers: int,
                    progress: bool) -> np.ndarray:
     """Every landmask as a table row (cell, size[, digest]); its first bytes must be a TIFF's."""
     dtype = landmask_dtype(verify)
-    parts: list[np.ndarray] = []
+    table = RowBuffer(dtype)
     with tqdm(desc="landmasks", unit="file", disable=not progress) as bar:
         for n, (rows, probs) in pipeline(archive.iter_landmasks(problems),
                                          lambda b: _inspect_landmasks(archive.storage, b, verify),
                                          workers=workers, batch=8 if verify else 256):
-            parts.append(np.array(rows, dtype=dtype))
+            table.extend(np.array(rows, dtype=dtype))
             problems += probs
             bar.update(n)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+    return table.finish()
 
 
 def _inspect_landmasks(storage: Storage, batch: list[tuple[TileId, ObjectInfo]], verify: bool) -> tuple[list, list]:
@@ -160,7 +160,7 @@ def _inspect_tile(storage: Storage, t: TileFiles, verify: bool) -> tuple[tuple, 
         digest = (_digest(storage, t.embeddings, problem), _digest(storage, t.scales, problem))
         if t.sums is not None:
             _check_dir_sums(storage, t, digest, problems)
-    row = (t.year, t.tile.lon_i, t.tile.lat_i, 0, 0,
+    row = (t.year, t.tile.lon_i, t.tile.lat_i, 0,
            hw[0] if len(hw) == 2 else -1, hw[1] if len(hw) == 2 else -1, 0, 0,
            t.embeddings.size if t.embeddings else -1, t.scales.size if t.scales else -1,
            emb.data_offset if emb else -1, sc.data_offset if sc else -1,

@@ -1,6 +1,7 @@
-"""Tile-years and landmasks as columns: one numpy structured array row per tile-year (about 45 bytes, 64 more
-with hashes) instead of a Python object, so millions of them fit in memory. Keys are not stored: they follow
-from the year, the tile and the archive's roots."""
+"""Tile-years and landmasks as columns: one numpy structured array row per tile-year (41 bytes, 64 more with
+hashes) instead of a Python object, so millions of them fit in memory. Keys and EPSG codes are not stored: they
+follow from the year, the tile, the zone and the archive's roots. Helpers here keep transient copies small:
+tables grow in place, are permuted field by field, and cells are gathered year by year."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from transcode.format.grid import tile_name
 
 _TILE_FIELDS = [
-    ("year", "<i2"), ("lon_i", "<i2"), ("lat_i", "<i2"), ("zone", "i1"), ("epsg", "<i4"),
+    ("year", "<i2"), ("lon_i", "<i2"), ("lat_i", "<i2"), ("zone", "i1"),
     ("height", "<i4"), ("width", "<i4"),  # -1: no readable 2-D header
     ("footprint_height", "<i2"), ("footprint_width", "<i2"),
     ("embeddings_size", "<i8"), ("scales_size", "<i8"),  # -1: file missing
@@ -41,9 +42,65 @@ def tile_year_key(year: np.ndarray, lon_i: np.ndarray, lat_i: np.ndarray) -> np.
     return np.asarray(year, np.int64) * (1 << 32) + cell_key(lon_i, lat_i)
 
 
-def canonical_order(tiles: np.ndarray) -> np.ndarray:
-    """The rows sorted by (year, lat_i, lon_i)."""
-    return tiles[np.argsort(tile_year_key(tiles["year"], tiles["lon_i"], tiles["lat_i"]), kind="stable")]
+def epsg_of(zone: np.ndarray, lat_i: np.ndarray) -> np.ndarray:
+    """Each tile's own CRS: 326zz north of the equator, 327zz south."""
+    return np.where(np.asarray(lat_i) >= 0, 32600, 32700) + np.asarray(zone, np.int32)
+
+
+class RowBuffer:
+    """Rows appended in batches to one array that grows in place (numpy's resize reallocates, so the old and
+    the new array are never both held)."""
+
+    def __init__(self, dtype: np.dtype, capacity: int = 4096) -> None:
+        self.rows = np.zeros(capacity, dtype)
+        self.n = 0
+
+    def extend(self, rows: np.ndarray) -> None:
+        need = self.n + len(rows)
+        if need > len(self.rows):
+            self.rows.resize(max(need, 2 * len(self.rows)), refcheck=False)
+        self.rows[self.n:need] = rows
+        self.n = need
+
+    def finish(self) -> np.ndarray:
+        """The rows appended, as one array (the buffer is not used afterwards)."""
+        self.rows.resize(self.n, refcheck=False)
+        return self.rows
+
+
+def sort_rows(table: np.ndarray, keys: np.ndarray) -> None:
+    """Sort the table by `keys` in place, one field at a time (transient memory: the order and one field)."""
+    order = np.argsort(keys, kind="stable")
+    del keys
+    for name in table.dtype.names:
+        table[name] = table[name][order]
+
+
+def canonical_sort(tiles: np.ndarray) -> None:
+    """Sort tile rows in place into the canonical order (year, lat_i, lon_i)."""
+    sort_rows(tiles, tile_year_key(tiles["year"], tiles["lon_i"], tiles["lat_i"]))
+
+
+def year_slices(tiles: np.ndarray) -> list[tuple[int, int, int]]:
+    """(year, start, end) of each year's rows in a table in canonical order."""
+    years = tiles["year"]
+    found = np.unique(years)
+    starts = np.searchsorted(years, found, "left")
+    ends = np.searchsorted(years, found, "right")
+    return list(zip(found.tolist(), starts.tolist(), ends.tolist()))
+
+
+def tile_cells(tiles: np.ndarray) -> np.ndarray:
+    """Sorted cell keys of every cell with a tile in any year (a table in canonical order), gathered year by year."""
+    cells = np.zeros(0, np.int64)
+    for _, a, b in year_slices(tiles):
+        cells = np.union1d(cells, cell_key(tiles["lon_i"][a:b], tiles["lat_i"][a:b]))
+    return cells
+
+
+def cell_lon_lat(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `cell_key`."""
+    return cells % 65536 - 18000, cells // 65536 - 9000
 
 
 def names(lon_i: np.ndarray, lat_i: np.ndarray) -> list[str]:
