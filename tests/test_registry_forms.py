@@ -98,7 +98,7 @@ def test_really_absent_tiles_and_landmasks_are_reported_with_year_and_tile(tmp_p
 
 def _cli(server, *args):
     return subprocess.run([sys.executable, "-m", "transcode", *args], env=server.env(), capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, check=False)
 
 
 def _s3(server) -> list[str]:

@@ -2,8 +2,8 @@
 """Write a large legacy archive of sparse files: every tile has its true footprint shape and valid .npy
 headers, but its body is a hole, so a million tile-years cost inodes and metadata, not data.
 
-Cells are laid out in dense 2° x 2° blocks (20 x 20 tiles) spread over every UTM zone and several latitude
-bands, each present in every year; each cell has a small all-ones GeoTIFF landmask on its own UTM grid. The
+Cells are laid out in square blocks (up to 2° x 2°) spread over every UTM zone and thirteen latitude bands in
+both hemispheres, each present in every year; each cell has a small all-ones GeoTIFF landmask on its own UTM grid. The
 registries take the forms the incumbent's scanner writes (--registry-paths, --landmask-registry).
 
 Examples:
@@ -43,29 +43,28 @@ from transcode.testing.synthetic import (
     year_root,
 )
 
-BLOCK = 20  # cells per block side (2 degrees)
-LAT_BANDS = (4, 24, 44, -16, -36, 64, -56)  # block south edges, degrees, in the order they are filled
-BLOCKS_PER_ZONE = 3  # blocks side by side in a 6-degree zone
+LAT_BANDS = (4, -16, 24, -36, 44, -56, 64, -6, 14, -26, 34, -46, 54)  # block south edges (degrees), hemispheres
+# alternating so that any size covers both
+SLOTS = 3  # blocks side by side in a 6-degree zone
 
 
 def cells_for(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(lon_i, lat_i) of n cells: whole blocks first, spread over zones and latitude bands, deterministic."""
-    lon, lat = [], []
-    per_block = BLOCK * BLOCK
-    blocks = math.ceil(n / per_block)
-    if blocks > len(LAT_BANDS) * 60 * BLOCKS_PER_ZONE:
+    """(lon_i, lat_i) of n cells in square blocks spread over every UTM zone and every latitude band (both
+    hemispheres) at any size, so archives of different sizes differ only in how dense they are; deterministic."""
+    spread = 60 * len(LAT_BANDS)
+    side = min(20, max(1, math.ceil(math.sqrt(n / spread))))  # at most 2 degrees: a block stays in its slot
+    if math.ceil(n / side**2) > spread * SLOTS:
         raise ValueError(f"{n} cells is more than this layout holds")
-    k = 0
-    for band in LAT_BANDS:
-        for slot in range(BLOCKS_PER_ZONE):
+    lon, lat = [], []
+    i = np.arange(side * side)
+    for slot in range(SLOTS):
+        for band in LAT_BANDS:
             for zone in range(1, 61):
-                if k >= blocks:
-                    break
+                if len(lon) >= n:
+                    return np.array(lon[:n]), np.array(lat[:n])
                 west = -180 + 6 * (zone - 1) + 2 * slot  # degrees
-                i = np.arange(per_block)
-                lon += (west * 100 + 5 + 10 * (i % BLOCK)).tolist()
-                lat += (band * 100 + 5 + 10 * (i // BLOCK)).tolist()
-                k += 1
+                lon += (west * 100 + 5 + 10 * (i % side)).tolist()
+                lat += (band * 100 + 5 + 10 * (i // side)).tolist()
     return np.array(lon[:n]), np.array(lat[:n])
 
 

@@ -689,6 +689,9 @@ def _dataset_line(dataset) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    # Arrow's default allocator keeps freed per-thread memory; the system one gives it back, which keeps the
+    # peak RSS of inventory and plan flat on millions of tiles (set before pyarrow is first imported)
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

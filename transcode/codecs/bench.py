@@ -102,7 +102,7 @@ class _Recorder:
 
 def choose_tiles(plan: Plan, n: int) -> list[tuple[int, str]]:
     """N (year, tile) pairs spread evenly over the plan's tile-years in (lat, lon, year) order."""
-    placed = plan.inventory.table[plan.rows]
+    placed = plan.inventory.table[plan.placed_rows()]
     if not len(placed):
         return []
     placed = placed[np.lexsort((placed["year"], placed["lon_i"], placed["lat_i"]))]
@@ -161,7 +161,7 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
             seconds += result.seconds
             tick()
         write_cost = _write_cost(tmp)
-    placed = inv.table[full.rows]
+    placed = inv.table[full.placed_rows()]
     return Sample(
         tiles=[f"{tile} {year}" for year, tile in sorted(chosen)],
         chunks={a: r.kept for a, r in rec.items()},

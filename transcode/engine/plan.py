@@ -21,6 +21,7 @@ from transcode.legacy.tiletable import cell_key, cell_lon_lat, hex_digest, names
 DEFAULT_SHARD = (4096, 4096)
 DEFAULT_CHUNK = (32, 32)
 PIXEL_BYTES = 128 + 4  # embeddings and scales bytes of one pixel
+BLOCK = 65536  # tile-years placed at once
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,21 @@ class ShardTask:
 
 @dataclass
 class Plan:
-    """What a conversion will write: the time axis, zone grids, the placed tile-years (rows of the inventory's
-    table with their grid offsets, ordered by zone, year and canonical order) and what was left out."""
+    """What a conversion will write: the time axis, zone grids, which tile-years of the inventory are placed (a
+    mask over its table, one byte each), each cell's offset in its zone grid, and what was left out. Tile-years
+    are grouped into (zone, year) passes and made into shard tasks one pass at a time."""
 
     time: list[int]
     shard: tuple[int, int]
     chunk: tuple[int, int]
     grids: dict[int, ZoneGrid]
     inventory: Inventory
-    rows: np.ndarray  # placed tile-years: indices into inventory.table
-    row: np.ndarray  # their top-left pixel in the zone grid
-    col: np.ndarray
-    pass_bounds: list[tuple[int, int, int, int]]  # (zone, year, start, end) of each pass's range of `rows`
+    placed: np.ndarray  # bool per inventory table row
+    cells: np.ndarray  # sorted cell keys, and each cell's top-left pixel in its zone grid
+    cell_row: np.ndarray
+    cell_col: np.ndarray
+    pass_sizes: list[tuple[int, int, int]]  # (zone, year, tile-years) of each pass, in (zone, year) order
+    year_rows: dict[int, tuple[int, int]]  # each year's range of table rows
     landmasks: bool = True  # apply the landmasks (v1/v1.1 datasets)
     skipped: list[Problem] = field(default_factory=list)
     clipped: list[Problem] = field(default_factory=list)
@@ -116,31 +120,39 @@ class Plan:
 
     def passes(self) -> list[tuple[int, int]]:
         """(zone, year) of every pass, in order."""
-        return [(z, y) for z, y, _, _ in self.pass_bounds]
+        return [(z, y) for z, y, _ in self.pass_sizes]
 
     def _pass(self, zone: int, year: int) -> np.ndarray:
-        """Positions (into `rows`) of the pass's tile-years, in canonical order."""
-        for z, y, a, b in self.pass_bounds:
-            if (z, y) == (zone, year):
-                return np.arange(a, b)
-        return np.arange(0)
+        """Table rows of the pass's tile-years, in canonical order."""
+        a, b = self.year_rows.get(year, (0, 0))
+        return a + np.flatnonzero(self.placed[a:b] & (self.inventory.table["zone"][a:b] == zone))
 
-    def _shards(self, zone: int, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(shard row, shard col, position) of every shard a tile touches, sorted by shard then canonical order."""
+    def offsets(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Zone-grid (row, col) of the top-left pixel of these table rows."""
+        t = self.inventory.table
+        at = np.searchsorted(self.cells, cell_key(t["lon_i"][rows], t["lat_i"][rows]))
+        return self.cell_row[at], self.cell_col[at]
+
+    def placed_rows(self) -> np.ndarray:
+        """Table rows of every placed tile-year, in canonical order."""
+        return np.flatnonzero(self.placed)
+
+    def _shards(self, zone: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shard row, shard col, table row) of every shard a tile touches, sorted by shard then canonical order."""
         g = self.grids[zone]
-        t = self.inventory.table[self.rows[sel]]
-        r, c = self.row[sel].astype(np.int64), self.col[sel].astype(np.int64)
+        t = self.inventory.table
+        r, c = self.offsets(rows)
         sh, sw = self.shard
-        r0, r1 = np.maximum(r, 0) // sh, (np.minimum(r + t["height"], g.height) - 1) // sh
-        c0, c1 = np.maximum(c, 0) // sw, (np.minimum(c + t["width"], g.width) - 1) // sw
+        r0, r1 = np.maximum(r, 0) // sh, (np.minimum(r + t["height"][rows], g.height) - 1) // sh
+        c0, c1 = np.maximum(c, 0) // sw, (np.minimum(c + t["width"][rows], g.width) - 1) // sw
         nr, nc = r1 - r0 + 1, c1 - c0 + 1
         count = nr * nc
-        pos = np.repeat(np.arange(len(sel)), count)
+        pos = np.repeat(np.arange(len(rows)), count)
         k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
         sr = np.repeat(r0, count) + k // np.repeat(nc, count)
         sc = np.repeat(c0, count) + k % np.repeat(nc, count)
         order = np.lexsort((pos, sc, sr))
-        return sr[order], sc[order], sel[pos[order]]
+        return sr[order], sc[order], rows[pos[order]]
 
     def pass_tasks(self, zone: int, year: int) -> list[ShardTask]:
         """The shard tasks of one (zone, year) pass, sorted by shard row and column."""
@@ -151,22 +163,22 @@ class Plan:
         return [ShardTask(zone, year, t, int(sr[a]), int(sc[a]), tuple(placements[i] for i in at[a:b].tolist()))
                 for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(sr)]) if b > a]
 
-    def _placements(self, at: np.ndarray) -> dict[int, Placement]:
+    def _placements(self, rows: np.ndarray) -> dict[int, Placement]:
         inv = self.inventory
-        t = inv.table[self.rows[at]]
+        t = inv.table[rows]
+        row, col = self.offsets(rows)
         hashed = "embeddings_sha256" in t.dtype.names
         out = {}
-        for j, (i, name) in enumerate(zip(at.tolist(), names(t["lon_i"], t["lat_i"]))):
+        for j, (i, name) in enumerate(zip(rows.tolist(), names(t["lon_i"], t["lat_i"]))):
             r = t[j]
             year = int(r["year"])
-            ids = [r["embeddings_size"], r["scales_size"]]
-            ids = ["" if v < 0 else str(int(v)) for v in ids]
+            ids = ["" if v < 0 else str(int(v)) for v in (r["embeddings_size"], r["scales_size"])]
             ids += [hex_digest(r["embeddings_sha256"]) or "", hex_digest(r["scales_sha256"]) or ""] if hashed else ["", ""]
             out[i] = Placement(year, name, int(r["lon_i"]), int(r["lat_i"]), inv.key(year, name),
                                inv.key(year, name, "_scales.npy"),
                                inv.landmask_key(name) if self.landmasks and r["landmask"] else None,
                                int(r["height"]), int(r["width"]), int(r["embeddings_offset"]),
-                               int(r["scales_offset"]), int(self.row[i]), int(self.col[i]), ":".join(ids))
+                               int(r["scales_offset"]), int(row[j]), int(col[j]), ":".join(ids))
         return out
 
     def iter_tasks(self) -> Iterator[ShardTask]:
@@ -190,17 +202,18 @@ class Plan:
     def input_bytes(self) -> int:
         """Bytes of the tile-years the plan reads (each tile-year once)."""
         total = 0
-        for _, _, a, b in self.pass_bounds:
-            t = self.inventory.table[self.rows[a:b]]
-            total += int((t["height"].astype(np.int64) * t["width"] * PIXEL_BYTES + t["embeddings_offset"]
-                          + t["scales_offset"]).sum())
+        t = self.inventory.table
+        for a, b in self.year_rows.values():
+            rows = t[a:b][self.placed[a:b]]
+            total += int((rows["height"].astype(np.int64) * rows["width"] * PIXEL_BYTES + rows["embeddings_offset"]
+                          + rows["scales_offset"]).sum())
         return total
 
     def summary(self, units: bool = False) -> dict:
         """JSON-ready overview: zones, shards, tiles, input bytes (and every work unit with `units`)."""
         tile_years: dict[int, int] = defaultdict(int)
-        for z, _, a, b in self.pass_bounds:
-            tile_years[z] += b - a
+        for z, _, n in self.pass_sizes:
+            tile_years[z] += n
         shards = self.shard_counts()
         per_zone: dict[str, dict] = {}
         for z, g in sorted(self.grids.items()):
@@ -216,7 +229,7 @@ class Plan:
             "chunk": list(self.chunk),
             "zones": per_zone,
             "shards": sum(shards.values()),
-            "tile_years": len(self.rows),
+            "tile_years": int(self.placed.sum()),
             "input_bytes": self.input_bytes(),
             "skipped": [p.to_dict() for p in self.skipped],
             "clipped": [p.to_dict() for p in self.clipped],
@@ -272,26 +285,31 @@ def make_plan(
     skipped: list[Problem] = []
     clipped: list[Problem] = []
     outside: set[int] = set()
-    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    placed = np.zeros(len(table), bool)
+    pass_sizes: dict[tuple[int, int], int] = defaultdict(int)
     for year, a, b in slices:
-        rows = a + _zone_rows(table, a, b, wanted_zones)
-        t = table[rows]
-        keys = tile_year_key(t["year"], t["lon_i"], t["lat_i"])
-        unusable = ~t["usable"] | (t["height"] < 0) | np.isin(keys, bad)
-        skipped += _skipped(inv, rows[unusable])
-        rows, t = rows[~unusable], t[~unusable]
-        if year not in time:
-            if len(rows):
-                outside.add(year)
-            continue
-        at = np.searchsorted(cells, cell_key(t["lon_i"], t["lat_i"]))
-        row, col = cell_row[at], cell_col[at]
-        inside, cut = _fit(row, col, t, size)
-        clipped += _clipped(inv, t, row, col, size, np.flatnonzero(~inside | cut), inside)
-        rows, row, col, zone = rows[inside], row[inside], col[inside], t["zone"][inside]
-        order = np.argsort(zone, kind="stable")  # by zone; canonical order within each zone
-        parts.append((year, rows[order], row[order], col[order], zone[order]))
-    return _assemble(inv, time, shard, chunk, grids, parts, skipped, clipped, sorted(outside))
+        for start in range(a, b, BLOCK):  # blocks of a year: the temporaries stay the same size at any scale
+            end = min(b, start + BLOCK)
+            rows = start + _zone_rows(table, start, end, wanted_zones)
+            t = table[rows]
+            keys = tile_year_key(t["year"], t["lon_i"], t["lat_i"])
+            unusable = ~t["usable"] | (t["height"] < 0) | np.isin(keys, bad)
+            skipped += _skipped(inv, rows[unusable])
+            rows, t = rows[~unusable], t[~unusable]
+            if year not in time:
+                if len(rows):
+                    outside.add(year)
+                continue
+            at = np.searchsorted(cells, cell_key(t["lon_i"], t["lat_i"]))
+            row, col = cell_row[at], cell_col[at]
+            inside, cut = _fit(row, col, t, size)
+            clipped += _clipped(inv, t, row, col, size, np.flatnonzero(~inside | cut), inside)
+            placed[rows[inside]] = True
+            for z, n in zip(*(v.tolist() for v in np.unique(t["zone"][inside], return_counts=True))):
+                pass_sizes[(z, year)] += n
+    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, inv, placed, cells, cell_row, cell_col,
+                sorted((z, y, n) for (z, y), n in pass_sizes.items()), {y: (a, b) for y, a, b in year_slices(table)},
+                inv.dataset.needs_landmask, skipped, clipped, sorted(outside))
 
 
 def _zone_rows(table: np.ndarray, a: int, b: int, zones: set[int] | None) -> np.ndarray:
@@ -299,24 +317,6 @@ def _zone_rows(table: np.ndarray, a: int, b: int, zones: set[int] | None) -> np.
     if zones is None:
         return np.arange(b - a)
     return np.flatnonzero(np.isin(table["zone"][a:b], list(zones)))
-
-
-def _assemble(inv: Inventory, time: list[int], shard: tuple[int, int], chunk: tuple[int, int],
-              grids: dict[int, ZoneGrid], parts: list, skipped: list[Problem], clipped: list[Problem],
-              outside: list[int]) -> Plan:
-    """One plan from the per-year parts; the passes in (zone, year) order, each a contiguous range."""
-    bounds, start = [], 0
-    for year, rows, _, _, zone in parts:
-        zs, first = np.unique(zone, return_index=True)
-        ends = [*first[1:].tolist(), len(rows)]
-        bounds += [(int(z), year, start + f, start + e) for z, f, e in zip(zs.tolist(), first.tolist(), ends)]
-        start += len(rows)
-
-    def joined(i: int) -> np.ndarray:
-        return np.concatenate([p[i] for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
-
-    return Plan(time, shard, chunk, {z: g for z, g in sorted(grids.items())}, inv, joined(1), joined(2), joined(3),
-                sorted(bounds), inv.dataset.needs_landmask, skipped, clipped, outside)
 
 
 def _bad_tile_years(inv: Inventory) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 
 from transcode.format.grid import PIXEL_M, SOUTH_FALSE_NORTHING, TILE_DEG, ZoneGrid, _to_utm
 
+CHUNK = 32768  # tiles projected per call
 
 @dataclass(frozen=True)
 class Footprints:
@@ -39,22 +40,29 @@ def footprints(lon_i: np.ndarray, lat_i: np.ndarray) -> Footprints:
     zone = np.clip(np.floor((lon + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
     epsg = np.where(lat >= 0, 32600, 32700) + zone
     n = len(lon)
-    origin_x, origin_y = np.empty(n), np.empty(n)
-    height, width = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32)
-    half = TILE_DEG / 2
+    out = Footprints(zone.astype(np.int16), epsg.astype(np.int32), np.empty(n), np.empty(n),
+                     np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32))
     for code in np.unique(epsg):
-        sel = np.flatnonzero(epsg == code)
-        west, east = lon[sel] - half, lon[sel] + half
-        south, north = lat[sel] - half, lat[sel] + half
-        xs, ys = _to_utm(int(code)).transform(np.concatenate([west, west, east, east]),
-                                              np.concatenate([south, north, south, north]))
-        xs, ys = np.asarray(xs).reshape(4, -1), np.asarray(ys).reshape(4, -1)
-        ox = np.minimum(xs[0], xs[1])
-        oy = np.maximum(ys[1], ys[3])
-        origin_x[sel], origin_y[sel] = ox, oy
-        height[sel] = np.rint((oy - np.minimum(ys[0], ys[2])) / PIXEL_M)
-        width[sel] = np.rint((np.maximum(xs[2], xs[3]) - ox) / PIXEL_M)
-    return Footprints(zone.astype(np.int16), epsg.astype(np.int32), origin_x, origin_y, height, width)
+        same = np.flatnonzero(epsg == code)
+        for start in range(0, len(same), CHUNK):  # bounded temporaries: a chunk's corners at a time
+            sel = same[start:start + CHUNK]
+            _project(int(code), lon[sel], lat[sel], sel, out)
+    return out
+
+
+def _project(code: int, lon: np.ndarray, lat: np.ndarray, sel: np.ndarray, out: Footprints) -> None:
+    """The footprint rule for the tiles at `sel`, all in CRS `code`, written into `out`."""
+    half = TILE_DEG / 2
+    west, east = lon - half, lon + half
+    south, north = lat - half, lat + half
+    xs, ys = _to_utm(code).transform(np.concatenate([west, west, east, east]),
+                                     np.concatenate([south, north, south, north]))
+    xs, ys = np.asarray(xs).reshape(4, -1), np.asarray(ys).reshape(4, -1)
+    ox = np.minimum(xs[0], xs[1])
+    oy = np.maximum(ys[1], ys[3])
+    out.origin_x[sel], out.origin_y[sel] = ox, oy
+    out.height[sel] = np.rint((oy - np.minimum(ys[0], ys[2])) / PIXEL_M)
+    out.width[sel] = np.rint((np.maximum(xs[2], xs[3]) - ox) / PIXEL_M)
 
 
 def zone_grid_of(zone: int, fp: Footprints, shard: tuple[int, int]) -> ZoneGrid:

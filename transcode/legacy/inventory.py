@@ -62,16 +62,15 @@ def _place(archive: LegacyArchive, tiles: np.ndarray, masks: np.ndarray) -> list
         t = tiles[a:b]
         at = np.searchsorted(cells, cell_key(t["lon_i"], t["lat_i"]))
         t["zone"], t["landmask"] = fp.zone[at], with_mask[at]
-        t["footprint_height"], t["footprint_width"] = fp.height[at], fp.width[at]
         off = np.flatnonzero((t["height"] >= 0) & ((t["height"] != fp.height[at]) | (t["width"] != fp.width[at])))
         for i, name in zip(off.tolist(), names(t["lon_i"][off], t["lat_i"][off])):
-            r = t[i]
+            r, j = t[i], at[i]
             year = int(r["year"])
             key = archive.tile_key(year, name, ".npy" if r["embeddings_offset"] >= 0 else "_scales.npy")
             out.append(Problem(key, "footprint-mismatch",
-                               f"shape {r['height']}x{r['width']} differs from the {r['footprint_height']}x"
-                               f"{r['footprint_width']} footprint of the 0.1° cell (placed at its offset with its "
-                               "real shape)", WARNING, year, name))
+                               f"shape {r['height']}x{r['width']} differs from the {fp.height[j]}x{fp.width[j]} "
+                               "footprint of the 0.1° cell (placed at its offset with its real shape)", WARNING,
+                               year, name))
     return out
 
 

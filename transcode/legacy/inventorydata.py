@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from transcode.format.tilecolumns import footprints
 from transcode.legacy.archive import landmask_root_of
 from transcode.legacy.dataset import Dataset
 from transcode.legacy.problems import ERROR, WARNING, Problem
@@ -90,6 +91,7 @@ class Inventory:
         """Every tile-year as a record (one Python object each: for small archives and tests)."""
         t = self.table
         hashed = "embeddings_sha256" in t.dtype.names
+        fp = footprints(t["lon_i"], t["lat_i"])
         out = []
         for i, name in enumerate(names(t["lon_i"], t["lat_i"])):
             r = t[i]
@@ -99,7 +101,7 @@ class Inventory:
                 epsg=int(epsg_of(r["zone"], r["lat_i"])), embeddings_key=self.key(year, name), embeddings_size=none_if_negative(r["embeddings_size"]),
                 scales_key=self.key(year, name, "_scales.npy"), scales_size=none_if_negative(r["scales_size"]),
                 height=none_if_negative(r["height"]), width=none_if_negative(r["width"]),
-                footprint_height=int(r["footprint_height"]), footprint_width=int(r["footprint_width"]),
+                footprint_height=int(fp.height[i]), footprint_width=int(fp.width[i]),
                 embeddings_offset=none_if_negative(r["embeddings_offset"]),
                 scales_offset=none_if_negative(r["scales_offset"]),
                 landmask_key=self.landmask_key(name) if r["landmask"] else None, usable=bool(r["usable"]),

@@ -9,24 +9,25 @@ from pathlib import Path
 import numpy as np
 
 from transcode.errors import ArchiveError
+from transcode.format.tilecolumns import footprints
 from transcode.legacy.dataset import Dataset
 from transcode.legacy.inventorydata import INVENTORY_FORMAT, Inventory
 from transcode.legacy.problems import Problem
 from transcode.legacy.tiletable import (
+    MAX_SIDE,
     RowBuffer,
     canonical_sort,
     cell_key,
-    epsg_of,
     landmask_dtype,
     names,
     sort_rows,
     tile_dtype,
 )
 
-BATCH = 65536
+BATCH = 16384  # rows per row group: what a reader or writer holds at once
 META_KEY = b"tessera-inventory"
-_TILE_INTS = ["year", "lon_i", "lat_i", "zone", "height", "width", "footprint_height", "footprint_width",
-              "embeddings_size", "scales_size", "embeddings_offset", "scales_offset"]
+_TILE_INTS = ["year", "lon_i", "lat_i", "zone", "height", "width", "embeddings_size", "scales_size",
+              "embeddings_offset", "scales_offset"]
 _NULLABLE = {"height", "width", "embeddings_size", "scales_size", "embeddings_offset", "scales_offset"}  # -1: null
 _PROBLEM_COLS = ["year", "tile", "problem_path", "problem_kind", "problem_message", "problem_severity"]
 
@@ -57,19 +58,25 @@ def _table(schema, n: int, columns: dict):
 
 def _tile_batch(inv: Inventory, t: np.ndarray, schema):
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     n = len(t)
-    tile = names(t["lon_i"], t["lat_i"])
-    years = t["year"].tolist()
-    cols = {"record": pa.array(["tile"] * n), "tile": pa.array(tile), "usable": pa.array(t["usable"]),
-            "embeddings_key": pa.array([inv.key(y, name) for y, name in zip(years, tile)]),
-            "scales_key": pa.array([inv.key(y, name, "_scales.npy") for y, name in zip(years, tile)]),
-            "landmask_key": pa.array([inv.landmask_key(name) if has else None
-                                      for name, has in zip(tile, t["landmask"].tolist())], pa.string())}
+    tile = pa.array(names(t["lon_i"], t["lat_i"]), pa.string())  # keys are joined by Arrow, not as Python strings
+    directory = pc.binary_join_element_wise(inv.year_root, pc.cast(pa.array(t["year"]), pa.string()), tile, "/")
+    landmask_root = inv.landmask_key("")[: -len(".tiff")]
+    stem = pc.binary_join_element_wise(directory, tile, "/")
+    cols = {"record": pa.array(["tile"] * n), "tile": tile, "usable": pa.array(t["usable"]),
+            "embeddings_key": pc.binary_join_element_wise(stem, ".npy", ""),
+            "scales_key": pc.binary_join_element_wise(stem, "_scales.npy", ""),
+            "landmask_key": pc.if_else(pa.array(t["landmask"]),
+                                       pc.binary_join_element_wise(landmask_root, tile, ".tiff", ""),
+                                       pa.scalar(None, pa.string()))}
     for name in _TILE_INTS:
         values = t[name].astype(np.int64)
         cols[name] = pa.array(values, schema.field(name).type, mask=(values < 0) if name in _NULLABLE else None)
-    cols["epsg"] = pa.array(epsg_of(t["zone"], t["lat_i"]), pa.int32())
+    fp = footprints(t["lon_i"], t["lat_i"])
+    cols["epsg"] = pa.array(fp.epsg, pa.int32())
+    cols["footprint_height"], cols["footprint_width"] = pa.array(fp.height, pa.int32()), pa.array(fp.width, pa.int32())
     if "embeddings_sha256" in t.dtype.names:
         cols["embeddings_sha256"] = pa.array(_hex_column(t["embeddings_sha256"]), pa.string())
         cols["scales_sha256"] = pa.array(_hex_column(t["scales_sha256"]), pa.string())
@@ -114,7 +121,7 @@ def write_inventory(inv: Inventory, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
-    with pq.ParquetWriter(tmp, schema) as w:
+    with pq.ParquetWriter(tmp, schema) as w:  # one write per batch: a row group holds one kind of record
         for start in range(0, len(inv.table), BATCH):
             w.write_table(_tile_batch(inv, inv.table[start:start + BATCH], schema))
         for start in range(0, len(inv.masks), BATCH):
@@ -127,7 +134,7 @@ def write_inventory(inv: Inventory, path: str | Path) -> None:
 
 def read_inventory(path: str | Path) -> Inventory:
     """Load an inventory written by `write_inventory`, so later steps need not list the archive again."""
-    import pyarrow.compute as pc
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -143,44 +150,57 @@ def read_inventory(path: str | Path) -> Inventory:
     hashed = bool(meta["verified_hashes"])
     tdt, mdt = tile_dtype(hashed), landmask_dtype(hashed)
     tiles, masks, problems = RowBuffer(tdt), RowBuffer(mdt), []
-    columns = ["record", *_TILE_INTS, "tile", "landmask_key", "usable", "embeddings_sha256", "scales_sha256",
-               "landmask_size", "landmask_sha256", *_PROBLEM_COLS[2:]]
-    for batch in pf.iter_batches(batch_size=BATCH, columns=columns):
-        record = batch.column("record").to_numpy(zero_copy_only=False)
-        for kind, sel in (("tile", record == "tile"), ("landmask", record == "landmask"),
-                          ("problem", record == "problem")):
-            if not sel.any():
-                continue
-            part = batch.filter(sel)
-            col = {name: part.column(name) for name in part.schema.names}
-
-            def ints(name: str) -> np.ndarray:
-                return pc.fill_null(col[name], -1).to_numpy(zero_copy_only=False)  # noqa: B023
-
-            if kind == "tile":
-                t = np.zeros(len(part), tdt)
-                for name in _TILE_INTS:
-                    t[name] = ints(name)
-                t["usable"] = col["usable"].to_numpy(zero_copy_only=False)
-                t["landmask"] = pc.is_valid(col["landmask_key"]).to_numpy(zero_copy_only=False)
-                if hashed:
-                    t["embeddings_sha256"] = _digest_column(col["embeddings_sha256"])
-                    t["scales_sha256"] = _digest_column(col["scales_sha256"])
-                tiles.extend(t)
-            elif kind == "landmask":
-                m = np.zeros(len(part), mdt)
-                m["lon_i"], m["lat_i"], m["size"] = ints("lon_i"), ints("lat_i"), ints("landmask_size")
-                if hashed:
-                    m["sha256"] = _digest_column(col["landmask_sha256"])
-                masks.extend(m)
-            else:
-                problems += [Problem(r["problem_path"], r["problem_kind"], r["problem_message"], r["problem_severity"],
-                                     r["year"], r["tile"]) for r in part.select(_PROBLEM_COLS).to_pylist()]
+    hashes = ["embeddings_sha256", "scales_sha256"] if hashed else []
+    wanted = {"tile": [*_TILE_INTS, "usable", "landmask_key", *hashes],
+              "landmask": ["lon_i", "lat_i", "landmask_size", *(["landmask_sha256"] if hashed else [])],
+              "problem": _PROBLEM_COLS}
+    for group in range(pf.num_row_groups):  # each row group holds one kind of record (see write_inventory)
+        kinds = pf.read_row_group(group, columns=["record"], use_threads=False).column("record").unique().to_pylist()
+        if len(kinds) != 1 or kinds[0] not in wanted:
+            raise ArchiveError(str(path), f"row group {group} mixes or lacks record kinds: {kinds}")
+        part = pf.read_row_group(group, columns=wanted[kinds[0]], use_threads=False)
+        if kinds[0] == "tile":
+            tiles.extend(_tile_rows(part, tdt, hashes))
+        elif kinds[0] == "landmask":
+            masks.extend(_landmask_rows(part, mdt, hashed))
+        else:
+            problems += [Problem(r["problem_path"], r["problem_kind"], r["problem_message"], r["problem_severity"],
+                                 r["year"], r["tile"]) for r in part.to_pylist()]
+        del part
+    pa.default_memory_pool().release_unused()  # what the row groups needed goes back before the caller's work
     table, cells = tiles.finish(), masks.finish()
     canonical_sort(table)
     sort_rows(cells, cell_key(cells["lon_i"], cells["lat_i"]))
     return Inventory(meta["source"], meta["layout"], meta["year_root"], meta["landmask_root"], table, cells,
                      problems, hashed, meta["registries"], Dataset.from_dict(meta.get("dataset")))
+
+
+def _ints(part, name: str) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.fill_null(part.column(name), -1).to_numpy(zero_copy_only=False)
+
+
+def _tile_rows(part, dtype: np.dtype, hashes: list[str]) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    t = np.zeros(len(part), dtype)
+    for name in _TILE_INTS:
+        values = _ints(part, name)
+        t[name] = np.minimum(values, MAX_SIDE) if name in ("height", "width") else values
+    t["usable"] = part.column("usable").to_numpy(zero_copy_only=False)
+    t["landmask"] = pc.is_valid(part.column("landmask_key")).to_numpy(zero_copy_only=False)
+    for name in hashes:
+        t[name] = _digest_column(part.column(name))
+    return t
+
+
+def _landmask_rows(part, dtype: np.dtype, hashed: bool) -> np.ndarray:
+    m = np.zeros(len(part), dtype)
+    m["lon_i"], m["lat_i"], m["size"] = _ints(part, "lon_i"), _ints(part, "lat_i"), _ints(part, "landmask_size")
+    if hashed:
+        m["sha256"] = _digest_column(part.column("landmask_sha256"))
+    return m
 
 
 def _digest_column(col) -> np.ndarray:

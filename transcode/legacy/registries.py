@@ -21,7 +21,7 @@ from transcode.legacy.tiletable import cell_key, digest_bytes, tile_year_key
 from transcode.storage import ObjectInfo
 from transcode.storage.rangefile import open_seekable
 
-BATCH = 65536
+BATCH = 16384  # registry rows matched at once
 EMBEDDINGS, SCALES = 0, 1
 _SUFFIX = {EMBEDDINGS: ".npy", SCALES: "_scales.npy"}
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -31,26 +31,35 @@ _MASK_PATH = re.compile(r"(?:^|/)(grid_[^/]+)\.tiff$")
 
 @dataclass
 class _Batch:
-    """What one registry says about a batch of files: equal-length columns; size -1 and an all-zero digest
+    """What one registry says about a batch of files, as equal-length columns; size -1 and an all-zero digest
     mean the registry does not say."""
 
-    year: list[int] = field(default_factory=list)
-    lon_i: list[int] = field(default_factory=list)
-    lat_i: list[int] = field(default_factory=list)
-    role: list[int] = field(default_factory=list)
-    size: list[int] = field(default_factory=list)
-    sha: list[bytes] = field(default_factory=list)
-
-    def add(self, year: int, lon_i: int, lat_i: int, role: int, size: int = -1, sha: bytes = bytes(32)) -> None:
-        self.year.append(year)
-        self.lon_i.append(lon_i)
-        self.lat_i.append(lat_i)
-        self.role.append(role)
-        self.size.append(size)
-        self.sha.append(sha)
+    year: np.ndarray
+    lon_i: np.ndarray
+    lat_i: np.ndarray
+    role: np.ndarray
+    size: np.ndarray
+    sha: np.ndarray  # (n, 32) uint8
 
     def __len__(self) -> int:
         return len(self.year)
+
+
+class _Lines:
+    """Rows parsed from text lines, gathered in lists and handed over as a `_Batch` every BATCH rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, int, int, bytes]] = []
+
+    def add(self, year: int, lon_i: int, lat_i: int, role: int, sha: bytes) -> None:
+        self.rows.append((year, lon_i, lat_i, role, sha))
+
+    def batch(self) -> _Batch:
+        rows, self.rows = self.rows, []
+        n = len(rows)
+        year, lon_i, lat_i, role = (np.array([r[i] for r in rows], np.int64) for i in range(4))
+        sha = np.frombuffer(b"".join(r[4] for r in rows), np.uint8).reshape(n, 32)
+        return _Batch(year, lon_i, lat_i, role, np.full(n, -1, np.int64), sha)
 
 
 @dataclass
@@ -77,14 +86,12 @@ class _Matcher:
     def tiles_batch(self, source: str, b: _Batch) -> None:
         if not len(b):
             return
-        year, role = np.asarray(b.year, np.int64), np.asarray(b.role)
-        lon_i, lat_i = np.asarray(b.lon_i, np.int64), np.asarray(b.lat_i, np.int64)
+        year, role, lon_i, lat_i, size = b.year, b.role, b.lon_i, b.lat_i, b.size
         keep = np.isin(year, self.years)  # registry rows of years not listed (or not wanted) are not expected
         pos, found = _lookup(self.tkeys, tile_year_key(year, lon_i, lat_i))
         row = np.where(found, pos, 0)
         actual = np.where(role == EMBEDDINGS, self.tiles["embeddings_size"][row], self.tiles["scales_size"][row])
         actual = np.where(found, actual, -1)
-        size = np.asarray(b.size, np.int64)
         missing = keep & (actual < 0)
         wrong_size = keep & ~missing & (size >= 0) & (actual != size)
         for i in np.flatnonzero(missing | wrong_size):
@@ -95,7 +102,7 @@ class _Matcher:
             else:
                 self._problem(key, "size-mismatch", f"{actual[i]} bytes, {source} says {size[i]}", y, name, int(row[i]))
         if self.verify:
-            want = np.frombuffer(b"".join(b.sha), np.uint8).reshape(-1, 32)
+            want = b.sha
             got = np.where((role == EMBEDDINGS)[:, None], self.tiles["embeddings_sha256"][row],
                            self.tiles["scales_sha256"][row])
             differ = keep & ~missing & want.any(axis=1) & got.any(axis=1) & (want != got).any(axis=1)
@@ -107,11 +114,10 @@ class _Matcher:
     def masks_batch(self, source: str, b: _Batch) -> None:
         if not len(b):
             return
-        lon_i, lat_i = np.asarray(b.lon_i, np.int64), np.asarray(b.lat_i, np.int64)
+        lon_i, lat_i, size = b.lon_i, b.lat_i, b.size
         pos, found = _lookup(self.mkeys, cell_key(lon_i, lat_i))
         row = np.where(found, pos, 0)
         actual = np.where(found, self.masks["size"][row], -1)
-        size = np.asarray(b.size, np.int64)
         missing = (actual < 0) if self.needs_landmask else np.zeros(len(actual), bool)
         wrong_size = found & (size >= 0) & (actual != size)
         for i in np.flatnonzero(missing | wrong_size):
@@ -123,7 +129,7 @@ class _Matcher:
                 self._problem(self.a.landmask_key(name), "size-mismatch", f"{actual[i]} bytes, {source} says {size[i]}",
                               None, name)
         if self.verify:
-            want = np.frombuffer(b"".join(b.sha), np.uint8).reshape(-1, 32)
+            want = b.sha
             got = self.masks["sha256"][row]
             for i in np.flatnonzero(found & want.any(axis=1) & got.any(axis=1) & (want != got).any(axis=1)):
                 name = _name(lon_i[i], lat_i[i])
@@ -213,7 +219,7 @@ def _path_entry(path: str) -> tuple[str, tuple] | None:
 def _entries(archive: LegacyArchive, source: str, match: _Matcher, out: RegistryCheck,
              parse: Callable[[str], tuple[str, str] | None], form: str) -> None:
     """Lines of (path, sha256) in batches: each path matched by the tile it names."""
-    tiles, masks = _Batch(), _Batch()
+    tiles, masks = _Lines(), _Lines()
     for n, line in _lines(archive, source, out):
         parsed = parse(line)
         entry = _path_entry(parsed[0]) if parsed else None
@@ -225,14 +231,12 @@ def _entries(archive: LegacyArchive, source: str, match: _Matcher, out: Registry
             tiles.add(*entry[1], sha=sha)
         else:
             masks.add(0, *entry[1], EMBEDDINGS, sha=sha)
-        if len(tiles) >= BATCH:
-            match.tiles_batch(source, tiles)
-            tiles = _Batch()
-        if len(masks) >= BATCH:
-            match.masks_batch(source, masks)
-            masks = _Batch()
-    match.tiles_batch(source, tiles)
-    match.masks_batch(source, masks)
+        if len(tiles.rows) >= BATCH:
+            match.tiles_batch(source, tiles.batch())
+        if len(masks.rows) >= BATCH:
+            match.masks_batch(source, masks.batch())
+    match.tiles_batch(source, tiles.batch())
+    match.masks_batch(source, masks.batch())
 
 
 def _path_then_sha(line: str) -> tuple[str, str] | None:
@@ -288,30 +292,31 @@ def _columns(archive: LegacyArchive, source: str, out: RegistryCheck, needed: li
     return batches()
 
 
-def _ints(values: np.ndarray) -> list[int]:
-    """Integer column values, -1 for nulls."""
-    return [-1 if v is None or (isinstance(v, float) and math.isnan(v)) else int(v) for v in values.tolist()]
+def _ints(values: np.ndarray) -> np.ndarray:
+    """An integer column as int64, -1 for nulls."""
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    out = np.full(len(values), -1, np.int64)
+    good = np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values.tolist()], bool)
+    out[good] = values[good].astype(np.int64)
+    return out
 
 
-def _digests(values: list | None, n: int) -> list[bytes]:
+def _digests(values: list | None, n: int) -> np.ndarray:
     if values is None:
-        return [bytes(32)] * n
-    return [digest_bytes(v.lower()) if isinstance(v, str) and _HEX64.match(v) else bytes(32) for v in values]
+        return np.zeros((n, 32), np.uint8)
+    raw = [digest_bytes(v.lower()) if isinstance(v, str) and _HEX64.match(v) else bytes(32) for v in values]
+    return np.frombuffer(b"".join(raw), np.uint8).reshape(n, 32)
 
 
 def _file_rows(match: _Matcher, d: dict, sizes: tuple[str, str], hashes: tuple[str, str] | None) -> _Batch:
     """Two rows (embeddings, scales) per registry row."""
-    b = _Batch()
     n = len(d["lon_i"])
-    years, lons, lats = _ints(d["year"]), d["lon_i"].astype(np.int64).tolist(), d["lat_i"].astype(np.int64).tolist()
-    for role, size_col, hash_col in ((EMBEDDINGS, sizes[0], hashes and hashes[0]), (SCALES, sizes[1], hashes and hashes[1])):
-        b.year += years
-        b.lon_i += lons
-        b.lat_i += lats
-        b.role += [role] * n
-        b.size += _ints(d[size_col])
-        b.sha += _digests(d.get(hash_col) if match.verify and hash_col else None, n)
-    return b
+    year, lon_i, lat_i = _ints(d["year"]), d["lon_i"].astype(np.int64), d["lat_i"].astype(np.int64)
+    shas = [_digests(d.get(h) if match.verify and h else None, n) for h in (hashes or (None, None))]
+    return _Batch(np.concatenate([year, year]), np.concatenate([lon_i, lon_i]), np.concatenate([lat_i, lat_i]),
+                  np.repeat(np.array([EMBEDDINGS, SCALES]), n),
+                  np.concatenate([_ints(d[sizes[0]]), _ints(d[sizes[1]])]), np.concatenate(shas))
 
 
 def _registry_parquet(archive: LegacyArchive, source: str, match: _Matcher, out: RegistryCheck) -> None:
@@ -329,7 +334,7 @@ def _manifest_parquet(archive: LegacyArchive, source: str, match: _Matcher, out:
         match.tiles_batch(source, _file_rows(match, d, ("grid_size", "scales_size"), None))
         if "version" in d:
             variants = d.get("variant") or [None] * len(d["version"])
-            wanted = np.isin(np.asarray(_ints(d["year"])), match.years)
+            wanted = np.isin(_ints(d["year"]), match.years)
             seen |= {(v, w) for v, w, keep in zip(d["version"], variants, wanted) if keep and v is not None}
     for version, variant in sorted(seen, key=str):
         try:
@@ -342,12 +347,10 @@ def _landmasks_parquet(archive: LegacyArchive, source: str, match: _Matcher, out
     """landmasks.parquet: lon/lat (lon_i/lat_i) and file_size; `key` (an s3:// URL) is not used; the keyless
     local form (lat, lon, hash, file_size) also gives hashes."""
     for d in _columns(archive, source, out, ["file_size"], ["hash"] if match.verify else []) or ():
-        b = _Batch()
         n = len(d["lon_i"])
-        b.lon_i, b.lat_i = d["lon_i"].astype(np.int64).tolist(), d["lat_i"].astype(np.int64).tolist()
-        b.year, b.role, b.size = [0] * n, [EMBEDDINGS] * n, _ints(d["file_size"])
-        b.sha = _digests(d.get("hash"), n)
-        match.masks_batch(source, b)
+        match.masks_batch(source, _Batch(np.zeros(n, np.int64), d["lon_i"].astype(np.int64),
+                                         d["lat_i"].astype(np.int64), np.zeros(n, np.int64), _ints(d["file_size"]),
+                                         _digests(d.get("hash"), n)))
 
 
 _PARQUET_READERS = {

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import TypeVar
 
@@ -20,7 +21,7 @@ from transcode.legacy.npyheader import NpyHeader, check_embeddings_header, check
 from transcode.legacy.problems import ERROR, Problem
 from transcode.legacy.registries import hash_message, parse_sha256sum_line
 from transcode.legacy.tiles import read_npy_header
-from transcode.legacy.tiletable import TILE_DTYPE, RowBuffer, landmask_dtype, tile_dtype
+from transcode.legacy.tiletable import MAX_SIDE, TILE_DTYPE, RowBuffer, landmask_dtype, tile_dtype
 from transcode.storage import ObjectInfo, Storage
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -40,21 +41,20 @@ def sha256_of(storage: Storage, key: str) -> bytes:
 
 def pipeline(items: Iterable[T], fn: Callable[[list[T]], R], *, workers: int, batch: int) -> Iterator[tuple[int, R]]:
     """(batch length, fn(batch)) for batches of `items` run on a thread pool, at most two batches per worker in
-    flight, in the order they finish."""
+    flight, in the order of the items."""
     it = iter(items)
+    window: deque = deque()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: dict = {}
         while True:
-            while len(pending) < 2 * max(1, workers):
+            while len(window) < 2 * max(1, workers):
                 chunk = list(islice(it, batch))
                 if not chunk:
                     break
-                pending[pool.submit(fn, chunk)] = len(chunk)
-            if not pending:
+                window.append((len(chunk), pool.submit(fn, chunk)))
+            if not window:
                 return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield pending.pop(fut), fut.result()
+            n, fut = window.popleft()
+            yield n, fut.result()
 
 
 def scan_tiles(archive: LegacyArchive, problems: list[Problem], *, verify: bool, workers: int,
@@ -161,7 +161,7 @@ def _inspect_tile(storage: Storage, t: TileFiles, verify: bool) -> tuple[tuple, 
         if t.sums is not None:
             _check_dir_sums(storage, t, digest, problems)
     row = (t.year, t.tile.lon_i, t.tile.lat_i, 0,
-           hw[0] if len(hw) == 2 else -1, hw[1] if len(hw) == 2 else -1, 0, 0,
+           min(hw[0], MAX_SIDE) if len(hw) == 2 else -1, min(hw[1], MAX_SIDE) if len(hw) == 2 else -1,
            t.embeddings.size if t.embeddings else -1, t.scales.size if t.scales else -1,
            emb.data_offset if emb else -1, sc.data_offset if sc else -1,
            not any(p.severity == ERROR and p.path in (t.embeddings_key, t.scales_key) for p in problems), False)

@@ -1,6 +1,7 @@
-"""Tile-years and landmasks as columns: one numpy structured array row per tile-year (41 bytes, 64 more with
-hashes) instead of a Python object, so millions of them fit in memory. Keys and EPSG codes are not stored: they
-follow from the year, the tile, the zone and the archive's roots. Helpers here keep transient copies small:
+"""Tile-years and landmasks as columns: one numpy structured array row per tile-year (37 bytes, 64 more with
+hashes) instead of a Python object, so millions of them fit in memory. Keys, EPSG codes and footprints are not
+stored: they follow from the year, the tile, the zone and the archive's roots. Header sides above 32767 (never a
+tile: reported as bad-shape) are kept as 32767. Helpers here keep transient copies small:
 tables grow in place, are permuted field by field, and cells are gathered year by year."""
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from transcode.format.grid import tile_name
 
 _TILE_FIELDS = [
     ("year", "<i2"), ("lon_i", "<i2"), ("lat_i", "<i2"), ("zone", "i1"),
-    ("height", "<i4"), ("width", "<i4"),  # -1: no readable 2-D header
-    ("footprint_height", "<i2"), ("footprint_width", "<i2"),
+    ("height", "<i2"), ("width", "<i2"),  # -1: no readable 2-D header
     ("embeddings_size", "<i8"), ("scales_size", "<i8"),  # -1: file missing
     ("embeddings_offset", "<i4"), ("scales_offset", "<i4"),  # -1: header unreadable
     ("usable", "?"), ("landmask", "?"),
 ]
 _HASH_FIELDS = [("embeddings_sha256", "u1", (32,)), ("scales_sha256", "u1", (32,))]  # all zero: not hashed
 TILE_DTYPE = np.dtype(_TILE_FIELDS)
+MAX_SIDE = 32767
 TILE_DTYPE_HASHED = np.dtype(_TILE_FIELDS + _HASH_FIELDS)
 LANDMASK_DTYPE = np.dtype([("lon_i", "<i2"), ("lat_i", "<i2"), ("size", "<i8")])
 LANDMASK_DTYPE_HASHED = np.dtype(LANDMASK_DTYPE.descr + [("sha256", "u1", (32,))])
@@ -57,8 +58,8 @@ class RowBuffer:
 
     def extend(self, rows: np.ndarray) -> None:
         need = self.n + len(rows)
-        if need > len(self.rows):
-            self.rows.resize(max(need, 2 * len(self.rows)), refcheck=False)
+        if need > len(self.rows):  # grow by a quarter: the spare capacity stays small
+            self.rows.resize(max(need, len(self.rows) + len(self.rows) // 4), refcheck=False)
         self.rows[self.n:need] = rows
         self.n = need
 
@@ -77,8 +78,17 @@ def sort_rows(table: np.ndarray, keys: np.ndarray) -> None:
 
 
 def canonical_sort(tiles: np.ndarray) -> None:
-    """Sort tile rows in place into the canonical order (year, lat_i, lon_i)."""
-    sort_rows(tiles, tile_year_key(tiles["year"], tiles["lon_i"], tiles["lat_i"]))
+    """Sort tile rows in place into the canonical order (year, lat_i, lon_i); rows already in year order (as
+    listed) are sorted one year at a time, so the transient memory is a year's."""
+    years = tiles["year"]
+    if len(years) > 1 and (years[1:] < years[:-1]).any():
+        sort_rows(tiles, tile_year_key(years, tiles["lon_i"], tiles["lat_i"]))
+        return
+    for _, a, b in year_slices(tiles):
+        part = tiles[a:b]
+        keys = tile_year_key(part["year"], part["lon_i"], part["lat_i"])
+        if len(keys) > 1 and (keys[1:] < keys[:-1]).any():
+            sort_rows(part, keys)
 
 
 def year_slices(tiles: np.ndarray) -> list[tuple[int, int, int]]:
