@@ -6,8 +6,10 @@ read the first 4 KiB of every file of the archive, with the same number of threa
   python3 tools/bench/bench_inventory_plan.py --workdir /tmp/bench-scale --sizes 10000,100000,1000000 --runs 3
 
 Archives are generated once in WORKDIR (a<N>/) and reused. Each run, per size: the floor, then `inventory`
-(writing its Parquet), then `plan --inventory` (JSON to /dev/null), each command a fresh process whose peak RSS
-is the kernel's (wait4). One untimed floor pass first warms the page cache, so every timed pass reads warm
+(writing its Parquet), then `plan --inventory` (JSON to /dev/null), then (with --convert-parent) the convert
+parent with shard building replaced by a record of two empty objects (tools/bench/convert_parent.py: inventory,
+passes, journal, metadata and manifest are the real code) into a fresh store; each a fresh process whose peak
+RSS is the kernel's (wait4). One untimed floor pass first warms the page cache, so every timed pass reads warm
 metadata, as the inventory of a real archive on a file system with enough cache would.
 """
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="10000,100000,1000000", help="tile-years per archive (default 10k,100k,1M)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=8, help="inventory --workers and floor threads (default 8)")
+    ap.add_argument("--convert-parent", action="store_true", help="also measure the convert parent (see above)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     py = [sys.executable, "-m", "transcode"]
-    base_s, base_rss, _ = measured([sys.executable, "-c", "import transcode.cli, transcode.legacy.inventory, "
-                                    "transcode.engine.plan, transcode.engine.convert, pyarrow.parquet, pyproj"])
+    imports = ("import transcode.cli, transcode.legacy.inventory, transcode.engine.plan, transcode.engine.convert, "
+               "pyarrow.parquet, pyproj")
+    base_s, base_rss, _ = measured([sys.executable, "-c", imports])
     results = []
     for n in [int(s) for s in args.sizes.split(",")]:
         root, made = archive(args.workdir, n, os.cpu_count() or 1)
@@ -107,18 +112,27 @@ def main(argv: list[str] | None = None) -> int:
             p_s, p_rss, _ = measured([*py, "plan", str(root), "--inventory", str(inv), "--json", "--no-progress"])
             runs.append({"floor_s": f, "inventory_s": i_s, "inventory_rss": i_rss, "inventory_exit": i_rc,
                          "plan_s": p_s, "plan_rss": p_rss})
+            if args.convert_parent:
+                store = args.workdir / f"store-{n}"
+                shutil.rmtree(store, ignore_errors=True)
+                c_s, c_rss, _ = measured([sys.executable, str(TOOLS / "bench" / "convert_parent.py"), str(root),
+                                          str(store), "--inventory", str(inv)])
+                runs[-1].update({"convert_parent_s": c_s, "convert_parent_rss": c_rss})
+                shutil.rmtree(store, ignore_errors=True)
             print(json.dumps({"tile_years": made["tile_years"], **runs[-1]}), file=sys.stderr)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "inventory_exit"}
         ty = made["tile_years"]
         results.append({
             "tile_years": ty, "files": len(paths), "cells": made["cells"], "years": made["years"],
             "generate_s": made["seconds"], "runs": runs, "median": med,
-            "us_per_tile_year": {k: med[f"{k}_s"] / ty * 1e6 for k in ("floor", "inventory", "plan")},
+            "us_per_tile_year": {k: med[f"{k}_s"] / ty * 1e6 for k in ("floor", "inventory", "plan",
+                                                                       "convert_parent") if f"{k}_s" in med},
             "inventory_over_floor": med["inventory_s"] / med["floor_s"],
         })
     small, large = results[0], results[-1]
+    measures = ["inventory", "plan"] + (["convert_parent"] if args.convert_parent else [])
     growth = {k: (large["median"][f"{k}_rss"] - small["median"][f"{k}_rss"]) / (large["tile_years"] - small["tile_years"])
-              for k in ("inventory", "plan")} if len(results) > 1 else {}
+              for k in measures} if len(results) > 1 else {}
     doc = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -129,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "import_baseline": {"seconds": base_s, "rss": base_rss},
         "sizes": results,
         "ratios_largest_vs_smallest": {
-            "inventory_rss": large["median"]["inventory_rss"] / small["median"]["inventory_rss"],
-            "plan_rss": large["median"]["plan_rss"] / small["median"]["plan_rss"],
-            "inventory_time_per_tile_year": large["us_per_tile_year"]["inventory"] / small["us_per_tile_year"]["inventory"],
-            "plan_time_per_tile_year": large["us_per_tile_year"]["plan"] / small["us_per_tile_year"]["plan"],
+            **{f"{k}_rss": large["median"][f"{k}_rss"] / small["median"][f"{k}_rss"] for k in measures},
+            **{f"{k}_time_per_tile_year": large["us_per_tile_year"][k] / small["us_per_tile_year"][k] for k in measures},
         },
         "rss_bytes_per_tile_year": growth,
     }
