@@ -20,10 +20,11 @@ SOURCE_DATA = (
 _DEGREE_LIKE_GSD = 0.01  # metres; smaller values are almost surely degrees (10 m ~ 9e-5 deg)
 
 
-def build_geoemb_attributes(*, model_version: str, build_version: str, dimensions: int = 128,
-                            data_type: str = "int8", gsd: float = 10.0, spatial_layout: str = "utm_zones",
-                            scale_array: str = "scales", extra: dict | None = None) -> dict:
-    """The root-group attributes of our store (FORMATS.md §2), with the geoemb zarr_conventions entry."""
+def build_geoemb_attributes(*, model_version: str, build_version: str, dimensions: int, data_type: str,
+                            gsd: float, spatial_layout: str, scale_array: str, scale_nodata: str,
+                            original_dtype: str, extra: dict | None = None) -> dict:
+    """geoemb: attributes of a pixel-embedding group quantized with a per-pixel scale array, in the incumbent's
+    key order, with the geoemb zarr_conventions entry (the store's values come from `transcode.format`)."""
     if not isinstance(model_version, str) or not model_version.strip():
         raise ValueError("model_version must be a non-empty string")
     if not isinstance(build_version, str) or not build_version.strip():
@@ -40,9 +41,9 @@ def build_geoemb_attributes(*, model_version: str, build_version: str, dimension
         "geoemb:build_version": build_version,
         "geoemb:quantization": {
             "method": "per_pixel_scale",
-            "original_dtype": "float32",
+            "original_dtype": original_dtype,
             "quantized_dtype": data_type,
-            "scale": {"type": "array", "array_name": scale_array, "nodata": "+inf"},
+            "scale": {"type": "array", "array_name": scale_array, "nodata": scale_nodata},
         },
     }
     for key, value in (extra or {}).items():

@@ -1,5 +1,6 @@
 """`convert` writes exactly what the placement rules say: every pixel of every tile, checked exhaustively
-against an independent implementation of FORMATS.md §1.4 and §2, and read identically by tensorstore."""
+against an independent implementation of docs/format.md ("Placing tiles", "Layout"), and read identically by
+tensorstore."""
 
 import json
 import math

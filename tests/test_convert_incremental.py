@@ -13,7 +13,7 @@ from transcode.engine.convert import ConvertOptions, convert, extend
 from transcode.engine.journal import JOURNAL_PREFIX, list_entries
 from transcode.engine.plan import make_plan
 from transcode.format.manifest import MANIFEST_KEY
-from transcode.format.metadata import SETTINGS_KEY
+from transcode.format.sidecar import SETTINGS_KEY
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
 from transcode.storage import LocalStorage

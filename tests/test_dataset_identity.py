@@ -11,7 +11,7 @@ import zarr
 from convert_helpers import cli, cli_json, tree_digests, tree_state
 
 from transcode.cli import main
-from transcode.format.metadata import SETTINGS_KEY
+from transcode.format.sidecar import SETTINGS_KEY
 from transcode.legacy.inventory import read_inventory
 from transcode.testing.synthetic import make_legacy_archive, write_dataset_metadata
 

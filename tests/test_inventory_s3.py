@@ -53,6 +53,30 @@ def test_inventory_on_s3_finds_every_fault_like_local(uploaded, faulty_archive):
     assert doc["summary"]["tiles"] == len(local.tiles)
 
 
+def test_old_profile_spelling_still_reaches_s3_and_warns(uploaded, tmp_path):
+    """`--profile` (now `--aws-profile`) still picks the credentials; only the old spelling warns."""
+    server, bucket, prefix = uploaded
+    (tmp_path / "credentials").write_text(f"[legacy]\naws_access_key_id = {server.access_key}\n"
+                                          f"aws_secret_access_key = {server.secret_key}\n")
+    (tmp_path / "config").write_text("")
+    env = {k: v for k, v in server.env().items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"), AWS_CONFIG_FILE=str(tmp_path / "config"),
+               AWS_EC2_METADATA_DISABLED="true")
+
+    def run(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "transcode", "inventory", server.url(bucket, prefix),
+                               "--endpoint-url", server.endpoint_url, "--region", server.region, "--path-style",
+                               "--json", "--out", "-", "--no-progress", *flags], env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+
+    new, old = run("--aws-profile", "legacy"), run("--profile", "legacy")
+    assert new.returncode == old.returncode == 1, old.stderr  # the faulty archive's problems
+    assert json.loads(old.stdout) == json.loads(new.stdout)
+    assert "--profile is deprecated: use --aws-profile" in old.stderr and "deprecated" not in new.stderr
+    wrong = run("--profile", "no-such-profile")
+    assert wrong.returncode == 2 and "no-such-profile" in wrong.stderr
+
+
 def test_window_read_costs_one_ranged_get_and_matches_local(uploaded, faulty_archive, aws_env):
     server, bucket, prefix = uploaded
     s3 = S3Storage(bucket, prefix, _options(server))

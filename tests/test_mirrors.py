@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from faultproxy import FaultyProxy
 
 from transcode import schemas
 from transcode.engine.convert import ConvertOptions, convert
@@ -107,8 +108,10 @@ def make_mirrors(store: Path, rgw_server, moto_server, aws_env: dict, tmp_path: 
     for storage in (ceph, aws, LocalStorage(posix)):
         storage.put(UNICODE_KEY, b"a key with spaces and unicode\n")
     args = [f"ceph={ceph.url}", f"aws={aws.url}", f"posix={posix}",
-            "-O", f"ceph:endpoint-url={rgw_server.endpoint_url}", "-O", "ceph:path-style", "-O", "ceph:profile=rgw",
-            "-O", f"aws:endpoint-url={moto_server.endpoint_url}", "-O", "aws:path-style=true", "-O", "aws:profile=moto"]
+            "-O", f"ceph:endpoint-url={rgw_server.endpoint_url}", "-O", "ceph:path-style",
+            "-O", "ceph:aws-profile=rgw",
+            "-O", f"aws:endpoint-url={moto_server.endpoint_url}", "-O", "aws:path-style=true",
+            "-O", "aws:aws-profile=moto"]
     return MirrorSet(ceph, aws, LocalStorage(posix), args, aws_env, rgw_server)
 
 
@@ -119,8 +122,8 @@ def cli(env: dict, *args: str, cwd: Path | None = None, timeout: float = 300) ->
 
 
 def verify(ms: MirrorSet, *args: str, expect: int | None = None, cwd: Path | None = None) -> tuple[list, dict]:
-    """Run verify-mirrors --json; returns (differences, last summary), all lines checked against the schemas."""
-    r = cli(ms.env, *ms.args, *args, "--json", cwd=cwd)
+    """Run verify-mirrors --json-lines; returns (differences, last summary), all lines checked against the schemas."""
+    r = cli(ms.env, *ms.args, *args, "--json-lines", cwd=cwd)
     assert r.returncode in (0, 1), f"exit {r.returncode}\n{r.stderr}"
     if expect is not None:
         assert r.returncode == expect, f"exit {r.returncode}, expected {expect}\n{r.stdout[-3000:]}\n{r.stderr}"
@@ -293,19 +296,44 @@ def test_text_report_names_each_difference_and_summarises_per_mirror(faulty, tmp
     assert lines[-1].startswith("hint:") and "OUT OF SYNC" in lines[-2]
 
 
+def test_json_document_holds_what_the_json_lines_stream(faulty, tmp_path):
+    """--json: one document when the run ends, with the stream's differences and summary (schema-checked)."""
+    from referencing import Registry, Resource
+
+    ms, _, _ = faulty
+    diffs, summary = verify(ms, "--level", "zarr", expect=1, cwd=tmp_path)
+    r = cli(ms.env, *ms.args, "--level", "zarr", "--json", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "--json now prints one JSON document" in r.stderr and "--json-lines" in r.stderr
+    doc = json.loads(r.stdout)
+    names = ("mirror-report", "mirror-summary", "mirror-difference", "mirror-repair-event")
+    docs = {n: schemas.load(f"{n}.schema.json") for n in names}
+    registry = Registry().with_resources((d["$id"], Resource.from_contents(d)) for d in docs.values())
+    jsonschema.Draft202012Validator(docs["mirror-report"], registry=registry).validate(doc)
+    [only] = doc["passes"]
+    assert only["differences"] == diffs and only["differences_omitted"] == 0 and not doc["in_sync"]
+
+    def steady(s: dict) -> dict:  # timings and request counts vary between two runs
+        return {**s, "seconds": 0, "mirrors": [{k: v for k, v in m.items() if k not in ("requests", "retries",
+                                                                                        "transient")}
+                                               for m in s["mirrors"]]}
+
+    assert steady(only["summary"]) == steady(summary)
+
+
 def test_two_s3_mirrors_in_sync_at_the_etag_level_and_empty_prefix(tiny_store, rgw_server, moto_server, aws_env,
                                                                   tmp_path):
     ms = make_mirrors(tiny_store, rgw_server, moto_server, aws_env, tmp_path)
     s3_args = [a for a in ms.args if "posix" not in a]
     # same bytes, same part size: every ETag proves equality, and the manifest agrees with every single-part one
-    r = cli(ms.env, *s3_args, "--level", "etag", "--json", cwd=tmp_path)
+    r = cli(ms.env, *s3_args, "--level", "etag", "--json-lines", cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     diffs, summary = parse(r.stdout)
     assert diffs == [] and summary["in_sync"] and all(m["equal"] == m["objects"] for m in summary["mirrors"])
     # a mirror whose prefix holds nothing: everything missing there, a warning, exit 1
     empty = [f"new={ms.ceph.url}-not-there", "-O", f"new:endpoint-url={rgw_server.endpoint_url}",
-             "-O", "new:path-style", "-O", "new:profile=rgw"]
-    r = cli(ms.env, *s3_args, *empty, "--json", cwd=tmp_path)
+             "-O", "new:path-style", "-O", "new:aws-profile=rgw"]
+    r = cli(ms.env, *s3_args, *empty, "--json-lines", cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     diffs, summary = parse(r.stdout)
     new = next(m for m in summary["mirrors"] if m["name"] == "new")
@@ -322,10 +350,10 @@ def test_unusable_input_is_one_clear_line_and_exit_2(faulty, rgw_server, tmp_pat
     cases = [
         # wrong credentials on the Ceph mirror
         ([f"ceph={ms.ceph.url}", f"posix={ms.posix.root}", "-O", f"ceph:endpoint-url={rgw_server.endpoint_url}",
-          "-O", "ceph:path-style", "-O", "ceph:profile=bad"], ["mirror 'ceph'", "access denied"]),
+          "-O", "ceph:path-style", "-O", "ceph:aws-profile=bad"], ["mirror 'ceph'", "access denied"]),
         # a bucket that does not exist
         (["ceph=s3://no-such-bucket-4711/x", f"posix={ms.posix.root}", "-O",
-          f"ceph:endpoint-url={rgw_server.endpoint_url}", "-O", "ceph:path-style", "-O", "ceph:profile=rgw"],
+          f"ceph:endpoint-url={rgw_server.endpoint_url}", "-O", "ceph:path-style", "-O", "ceph:aws-profile=rgw"],
          ["mirror 'ceph'", "no-such-bucket-4711", "does not exist"]),
         # bad mirror specifications
         ([f"posix={ms.posix.root}", "-O", "posix:colour=blue"], ["unknown mirror option 'colour'"]),
@@ -354,13 +382,13 @@ def test_mirrors_file_names_each_mirror(faulty, rgw_server, moto_server, tmp_pat
 url = "{ms.ceph.url}"
 endpoint-url = "{rgw_server.endpoint_url}"
 path-style = true
-profile = "rgw"
+aws-profile = "rgw"
 
 [mirrors.aws]
 url = "{ms.aws.url}"
 endpoint_url = "{moto_server.endpoint_url}"
 path_style = true
-profile = "moto"
+aws_profile = "moto"
 
 [mirrors.posix]
 url = "{ms.posix.root}"
@@ -368,7 +396,7 @@ url = "{ms.posix.root}"
     doc = __import__("tomllib").loads((tmp_path / "mirrors.toml").read_text())
     jsonschema.validate(doc, schemas.load("mirror-file.schema.json"))
     # the names given pick mirrors from the file
-    r = cli(ms.env, "--mirrors-file", str(tmp_path / "mirrors.toml"), "ceph", "aws", "--json", cwd=tmp_path)
+    r = cli(ms.env, "--mirrors-file", str(tmp_path / "mirrors.toml"), "ceph", "aws", "--json-lines", cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     diffs, summary = parse(r.stdout)
     assert [m["name"] for m in summary["mirrors"]] == ["ceph", "aws"]
@@ -377,7 +405,7 @@ url = "{ms.posix.root}"
                             (UNICODE_KEY, "aws", "missing")}
     # ... unless the other one is the source of truth
     r = cli(ms.env, "--mirrors-file", str(tmp_path / "mirrors.toml"), "ceph", "aws", "--source-of-truth", "aws",
-            "--json", cwd=tmp_path)
+            "--json-lines", cwd=tmp_path)
     diffs, summary = parse(r.stdout)
     assert found(diffs) == {(f.missing, "ceph", "extra"), (f.truncated, "ceph", "size"),
                             (UNICODE_KEY, "ceph", "extra")}
@@ -403,7 +431,7 @@ def test_repair_plan_then_repair_brings_all_mirrors_in_line(tiny_store, rgw_serv
     # a new, empty mirror on the same gateway, reached over HTTPS with its self-signed certificate
     new_bucket = rgw_server.new_bucket("new")
     new = [f"new=s3://{new_bucket}/mirror", "-O", f"new:endpoint-url={rgw_server.https_endpoint_url}",
-           "-O", f"new:ca-bundle={rgw_server.ca_bundle}", "-O", "new:path-style", "-O", "new:profile=rgw"]
+           "-O", f"new:ca-bundle={rgw_server.ca_bundle}", "-O", "new:path-style", "-O", "new:aws-profile=rgw"]
     ms.args += new
     before = ms.snapshot()
 
@@ -429,7 +457,7 @@ def test_repair_plan_then_repair_brings_all_mirrors_in_line(tiny_store, rgw_serv
 
     # repair: copies and deletions, then a second verification that finds everything in sync
     r = cli(ms.env, *ms.args, "--level", "content", "--sample", "0", "--source-of-truth", "posix", "--repair",
-            "--json", cwd=tmp_path)
+            "--json-lines", cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     steps = [d for d in lines if d["type"] == "repair"]
@@ -441,7 +469,7 @@ def test_repair_plan_then_repair_brings_all_mirrors_in_line(tiny_store, rgw_serv
 
     # the copies used the store's fixed part size: the S3 mirrors now agree by ETag alone
     s3_only = [a for a in ms.args if "posix" not in a]
-    r = cli(ms.env, *s3_only, "--level", "etag", "--json", cwd=tmp_path)
+    r = cli(ms.env, *s3_only, "--level", "etag", "--json-lines", cwd=tmp_path)
     diffs, _ = parse(r.stdout)
     unproven = {(d["key"], d["mirror"]) for d in diffs}
     assert unproven == {(multipart[1], "aws")}, unproven  # only the 7 MiB re-upload, which the repair rightly kept
@@ -453,108 +481,13 @@ def test_repair_plan_then_repair_brings_all_mirrors_in_line(tiny_store, rgw_serv
 
 # ------------------------------------------------------------------ throttling, resets, interruption
 
-class FaultyProxy:
-    """An HTTP proxy in front of an S3 endpoint that answers some requests with 503 SlowDown, drops some
-    connections before answering, cuts some GET bodies short, and can add latency to every request."""
-
-    def __init__(self, target: str, slowdown_every: int = 0, reset_every: int = 0, cut_every: int = 0,
-                 delay: float = 0.0) -> None:
-        import http.client
-        import http.server
-        import threading
-        from urllib.parse import urlsplit
-
-        self.slowdown_every, self.reset_every, self.cut_every, self.delay = slowdown_every, reset_every, cut_every, delay
-        self.count = 0
-        self.injected: dict[str, int] = {"slowdown": 0, "reset": 0, "cut": 0}
-        self._cut: set[tuple[str, str | None]] = set()
-        lock = threading.Lock()
-        host = urlsplit(target)
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a) -> None:
-                pass
-
-            def _any(self) -> None:
-                import time
-
-                with lock:
-                    proxy.count += 1
-                    n = proxy.count
-                if proxy.delay:
-                    time.sleep(proxy.delay)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if proxy.reset_every and n % proxy.reset_every == 0:
-                    proxy.injected["reset"] += 1
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if proxy.slowdown_every and n % proxy.slowdown_every == 0:
-                    proxy.injected["slowdown"] += 1
-                    msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(msg)))
-                    self.end_headers()
-                    self.wfile.write(msg)
-                    return
-                conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
-                conn.request(self.command, self.path, body=body or None, headers=dict(self.headers))
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                if self.command == "HEAD":
-                    self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
-                    self.end_headers()
-                    return
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if proxy.cut_every and self.command == "GET" and len(data) > 1000 and n % proxy.cut_every == 0 \
-                        and proxy._first_cut(self.path, self.headers.get("Range")):
-                    proxy.injected["cut"] += 1
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                self.wfile.write(data)
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._t = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._t.start()
-
-    def _first_cut(self, path: str, byte_range: str | None) -> bool:
-        """Cut a given GET at most once: with every fifth body cut and several readers, the retries of one
-        read could otherwise all land on cut turns and exhaust any retry budget, making the test a lottery."""
-        key = (path, byte_range)
-        if key in self._cut:
-            return False
-        self._cut.add(key)
-        return True
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_throttling_resets_and_cut_bodies_are_retried_and_counted(faulty, moto_server, tmp_path):
     ms, _, _ = faulty
     reference, _ = verify(ms, "--level", "content", expect=1, cwd=tmp_path)
     proxy = FaultyProxy(moto_server.endpoint_url, slowdown_every=7, reset_every=11, cut_every=5)
     try:
         args = [a.replace(moto_server.endpoint_url, proxy.url) for a in ms.args]
-        r = cli(ms.env, *args, "--level", "content", "--json", cwd=tmp_path)
+        r = cli(ms.env, *args, "--level", "content", "--json-lines", cwd=tmp_path)
     finally:
         proxy.close()
     assert r.returncode == 1, r.stderr[-3000:]
@@ -579,7 +512,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(faulty, moto_server, tmp_pa
     proxy = FaultyProxy(moto_server.endpoint_url, delay=0.15)
     state = tmp_path / "verify state.json"
     args = [a.replace(moto_server.endpoint_url, proxy.url) for a in ms.args]
-    cmd = [sys.executable, "-m", "transcode", "verify-mirrors", *args, "--level", "zarr", "--json", "--no-progress",
+    cmd = [sys.executable, "-m", "transcode", "verify-mirrors", *args, "--level", "zarr", "--json-lines", "--no-progress",
            "--concurrency", "1", "--state", str(state)]
     try:
         proc = subprocess.Popen(cmd, env=ms.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -14,18 +14,19 @@ from pathlib import Path
 import crc32c
 import pytest
 
-from transcode.errors import StorageError, UsageError
+from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError, UsageError
+from transcode.format.manifest import ObjectRecord
+from transcode.format.shardindex import IndexLayout
 from transcode.mirrors import etags
 from transcode.mirrors.engine import VerifyOptions
 from transcode.mirrors.etags import parse as parse_etag
 from transcode.mirrors.evidence import KeyCase, Policy, decide
-from transcode.mirrors.manifest_rows import ManifestRow
 from transcode.mirrors.merge import Prefetch, merge, ordered
 from transcode.mirrors.report import Reporter
 from transcode.mirrors.retry import Retrier, transient_reason
 from transcode.mirrors.run import verify_mirrors
 from transcode.mirrors.spec import load_mirrors_file, parse_mirrors
-from transcode.mirrors.zarrcheck import ShardSpec, check_index, json_difference, shard_spec
+from transcode.mirrors.zarrcheck import check_index, json_difference, shard_spec
 from transcode.storage import LocalStorage, ObjectInfo
 
 MiB = 1024 * 1024
@@ -35,7 +36,7 @@ MiB = 1024 * 1024
 
 def test_inline_mirror_specs_names_and_options():
     ms = parse_mirrors(["ceph=s3://b/store", "s3://other/x", "/data/posix"],
-                       ["ceph:endpoint-url=https://rgw.example.org", "ceph:path-style", "ceph:profile=ceph",
+                       ["ceph:endpoint-url=https://rgw.example.org", "ceph:path-style", "ceph:aws-profile=ceph",
                         "m2:anonymous=yes", "m2:region=us-west-2", "ceph:part-size=16"])
     assert [m.name for m in ms] == ["ceph", "m2", "m3"]
     ceph, aws, posix = ms
@@ -132,7 +133,7 @@ def test_prefetch_restarts_after_a_transient_failure():
             if last is not None and k <= last:
                 continue
             if len(calls) == 1 and i == 1500:
-                raise ConnectionResetError("peer reset")
+                raise TransientStorageError("m", "peer reset", "ECONNRESET")
             yield ObjectInfo(k, i)
 
     p = Prefetch("m", start, key=lambda o: o.key, is_transient=lambda e: transient_reason(e) is not None)
@@ -202,7 +203,7 @@ def test_etag_evidence():
 
 def test_manifest_is_the_reference_when_used():
     pol = Policy(("p", "q"), 2, manifest=True)
-    row = ManifestRow("k", 10, MD5A, "00000000", None, 5 * MiB)
+    row = ObjectRecord("k", 10, MD5A, "00000000", None, 5 * MiB)
     # both mirrors agree with each other but one single-part ETag contradicts the manifest's MD5
     c = KeyCase("k", [info("k", 10, MD5B), info("k", 10, MD5A)], row)
     etags.compare(c, pol, lambda i: None)
@@ -219,7 +220,7 @@ def test_manifest_is_the_reference_when_used():
     v = decide(c, pol)
     assert v.statuses == ["missing", "missing"] and {d.level for d in v.differences} == {"manifest"}
     # the manifest's multipart ETag proves equality directly
-    row2 = ManifestRow("k", 11 * MiB, MD5A, "00000000", MD5B + "-3", 5 * MiB)
+    row2 = ObjectRecord("k", 11 * MiB, MD5A, "00000000", MD5B + "-3", 5 * MiB)
     c = KeyCase("k", [info("k", 11 * MiB, MD5B + "-3"), info("k", 11 * MiB, "c" * 32 + "-3")], row2)
     assert etags.compare(c, pol, lambda i: None) == {0, 1}
     c.reset()
@@ -247,7 +248,7 @@ def test_shard_index_checks_and_json_difference():
                 "chunk_shape": [1, 32, 32], "index_codecs": [{"name": "bytes"}, {"name": "crc32c"}],
                 "index_location": "end"}}]}
     spec = shard_spec(meta)
-    assert spec == ShardSpec(4, 4 * 16 + 4, True, True)
+    assert spec == IndexLayout(4, "little", True, "end") and spec.nbytes == 4 * 16 + 4
     entries = [(0, 10), (10, 5), (2**64 - 1, 2**64 - 1), (15, 1)]
     raw = b"".join(struct.pack("<QQ", o, n) for o, n in entries)
     index = raw + struct.pack("<I", crc32c.crc32c(raw))
@@ -269,12 +270,20 @@ def test_retrier_retries_transient_failures_only():
     def flaky():
         calls.append(1)
         if len(calls) < 3:
-            raise StorageError("x", "cut") from ConnectionResetError("reset by peer")
+            raise TransientStorageError("x", "reset by peer", "ConnectionResetError")
         return "ok"
 
     assert r.call("m", flaky) == "ok" and len(calls) == 3 and r.by_mirror("m") == {"ConnectionResetError": 2}
-    with pytest.raises(StorageError):
-        r.call("m", lambda: (_ for _ in ()).throw(StorageError("x", "no such object")))
+    for final in (ObjectNotFoundError("x", "no such object"), StorageError("x", "reset", "ECONNRESET")):
+        calls.clear()
+
+        def fails(e=final):
+            calls.append(1)
+            raise e
+
+        with pytest.raises(type(final)):
+            r.call("m", fails)
+        assert len(calls) == 1  # decided by the type: neither absence nor an untyped failure is retried
     assert sum(r.by_mirror("m").values()) == 2
 
 
@@ -350,11 +359,7 @@ def test_local_mirrors_content_and_interrupted_sampled_run_resumes(tmp_path):
 
 
 def test_exclude_patterns_and_a_manifest_file(tmp_path):
-    from transcode.format.manifest import MANIFEST_KEY as REAL_KEY
-    from transcode.format.manifest import manifest_bytes, record_for_bytes
-    from transcode.mirrors.manifest_rows import MANIFEST_KEY
-
-    assert MANIFEST_KEY == REAL_KEY  # the copy the mirrors package keeps to avoid importing the encoder
+    from transcode.format.manifest import ObjectRecord, manifest_bytes
     a = _store(tmp_path, 20)
     b = tmp_path / "b"
     shutil.copytree(a, b)
@@ -365,7 +370,7 @@ def test_exclude_patterns_and_a_manifest_file(tmp_path):
     _run(mirrors, out, level="list", exclude=("notes.*", "utm30/scales/c/0/0/*"), state=str(tmp_path / "s.json"))
     assert _diffs(out) == set()
     # a manifest given as a file: every object is checked against it, independently of the other mirror
-    records = [record_for_bytes(o.key, LocalStorage(a).read(o.key), 5 * MiB, False) for o in LocalStorage(a).list()]
+    records = [ObjectRecord.from_bytes(o.key, LocalStorage(a).read(o.key), 5 * MiB, False) for o in LocalStorage(a).list()]
     (tmp_path / "m.parquet").write_bytes(manifest_bytes(records))
     out = io.StringIO()
     summary = _run(mirrors, out, level="content", manifest=str(tmp_path / "m.parquet"),

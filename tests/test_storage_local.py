@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from transcode.errors import StorageError
+from transcode.errors import ObjectNotFoundError, StorageError
 from transcode.legacy.tiles import NpyTileFile, Window
 from transcode.storage import LocalStorage, open_storage
 
@@ -26,8 +26,9 @@ def test_ranged_read_stat_and_missing(tmp_path):
     assert s.read_range("f", 10, 5) == bytes(range(10, 15))
     assert s.read_range("f", 250, 100) == bytes(range(250, 256))
     assert s.stat("f").size == 256
-    with pytest.raises(StorageError, match="no such file"):
+    with pytest.raises(ObjectNotFoundError, match="nope.*ENOENT"):
         s.stat("nope")
+    assert s.exists("f") and not s.exists("nope")
     with pytest.raises(StorageError, match="unsupported URL scheme"):
         open_storage("gs://bucket/x")
 

@@ -32,6 +32,7 @@ from validate_helpers import (
 from transcode import schemas
 from transcode.cli import main
 from transcode.errors import StoreError
+from transcode.format.shardindex import IndexLayout
 from transcode.storage import LocalStorage
 from transcode.validate import ValidateOptions, validate
 from transcode.validate.structure import check_index
@@ -209,8 +210,8 @@ def test_broken_index_crc(copy, converted):
 
 
 def test_overlapping_and_outside_chunks_in_an_index():
-    layout = ShardLayout((1, 4), (1, 4), [], "little", True, "end")
-    size = 100 + layout.index_nbytes
+    layout = ShardLayout((1, 4), (1, 4), [], IndexLayout(4, "little", True, "end"))
+    size = 100 + layout.index.nbytes
     index = np.array([[0, 40], [30, 20], [2**64 - 1, 2**64 - 1], [90, 20]], dtype="<u8")
     problems = {(code, i) for _, code, i, _ in check_index(index, layout, size)}
     assert problems == {("shard-overlap", 1), ("shard-bounds", 3)}
@@ -302,9 +303,8 @@ def _rewrite_shard(store: Path, key: str, change) -> None:
     """Re-encode a shard through the converter's ShardWriter with `change(i, chunk)` applied to every inner chunk,
     and update the store manifest, so that structure and content stay sound."""
     from transcode.codecs.spec import parse_codec_spec
-    from transcode.engine.shardbuild import ObjectRecord
     from transcode.engine.shardwriter import ShardWriter
-    from transcode.format.manifest import MANIFEST_KEY, manifest_bytes, read_manifest
+    from transcode.format.manifest import MANIFEST_KEY, ObjectRecord, manifest_bytes, read_manifest
 
     settings = json.loads((store / ".tessera/convert.json").read_bytes())
     array = "embeddings" if "/embeddings/" in key else "scales"

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES
+
 # a dense block of 4 x 8 equatorial tiles in zone 31 (each ~1105x1113 px, ~158 MB): two full 4096 x 4096 shards
 # and slivers per year, so two workers get equal work
 TILES = [f"grid_{lon / 100:.2f}_{lat / 100:.2f}" for lat in (35, 25, 15, 5) for lon in range(305, 385, 10)]
@@ -87,9 +89,16 @@ def _plan(inventory: str, years: list[int]):
     return make_plan(read_inventory(inventory), years=years)
 
 
+def _shard_arrays(shard):
+    """One shard of embeddings and of scales in memory, at their fill values."""
+    sh, sw = shard
+    return (np.full((1, BANDS, sh, sw), EMBEDDINGS.fill, EMBEDDINGS.dtype),
+            np.full((1, sh, sw), SCALES.fill, SCALES.dtype))
+
+
 def _paint(task, source, shard, emb, sc):
     """Fill the whole shard arrays (baseline) with the same reading and sentinel rules as convert."""
-    from transcode.engine.shardbuild import _tile_files, sanitize_scales
+    from transcode.engine.shardbuild import sanitize_scales, tile_files
     from transcode.legacy.tiles import Window, read_landmask
 
     sh, sw = shard
@@ -97,7 +106,7 @@ def _paint(task, source, shard, emb, sc):
     for p in task.placements:
         rr, cc = p.rows_in(r_base, r_base + sh), p.cols_in(c_base, c_base + sw)
         win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
-        ef, sf = _tile_files(source, p)
+        ef, sf = tile_files(source, p)
         e, s = ef.read(win), sf.read(win)
         mask = read_landmask(source, p.landmask_key) if p.landmask_key else None
         sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
@@ -112,14 +121,13 @@ def baseline_shard(task, source_dir: str, store_dir: str, shard) -> int:
 
     from transcode.storage import LocalStorage
 
-    sh, sw = shard
-    emb = np.zeros((1, 128, sh, sw), np.int8)
-    sc = np.full((1, sh, sw), np.inf, np.float32)
+    emb, sc = _shard_arrays(shard)
     _paint(task, LocalStorage(source_dir), shard, emb, sc)
+    sh, sw = shard
     g = zarr.open_group(store_dir, mode="r+")
     r0, c0 = task.shard_row * sh, task.shard_col * sw
-    g[f"{task.group}/embeddings"][task.t:task.t + 1, :, r0:r0 + sh, c0:c0 + sw] = emb
-    g[f"{task.group}/scales"][task.t:task.t + 1, r0:r0 + sh, c0:c0 + sw] = sc
+    g[f"{task.group}/{EMBEDDINGS.name}"][task.t:task.t + 1, :, r0:r0 + sh, c0:c0 + sw] = emb
+    g[f"{task.group}/{SCALES.name}"][task.t:task.t + 1, r0:r0 + sh, c0:c0 + sw] = sc
     return 0
 
 
@@ -128,16 +136,15 @@ def codec_shard(task, source_dir: str, shard, chunk) -> float:
     import numcodecs
 
     from transcode.codecs.spec import parse_codec_options
-    from transcode.legacy.npyheader import EMBEDDINGS_DTYPE, SCALES_DTYPE
     from transcode.storage import LocalStorage
 
     numcodecs.blosc.set_nthreads(1)
     codecs = parse_codec_options(None)
-    enc_e, enc_s = codecs["embeddings"].encoder(EMBEDDINGS_DTYPE), codecs["scales"].encoder(SCALES_DTYPE)
+    enc_e = codecs[EMBEDDINGS.codec].encoder(EMBEDDINGS.dtype)
+    enc_s = codecs[SCALES.codec].encoder(SCALES.dtype)
     sh, sw = shard
     ch, cw = chunk
-    emb = np.zeros((1, 128, sh, sw), np.int8)
-    sc = np.full((1, sh, sw), np.inf, np.float32)
+    emb, sc = _shard_arrays(shard)
     _paint(task, LocalStorage(source_dir), shard, emb, sc)
     spent = 0.0
     for i in range(sh // ch):
@@ -180,7 +187,8 @@ def worker_main(args) -> None:
 
             settings = EncodeSettings(plan.shard, plan.chunk, parse_codec_options(None))
             store = LocalStorage(args.store)
-            for k, v in build_metadata(plan.grids, plan.time, settings, __version__,
+            for k, v in build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk,
+                                       codecs=settings.codecs, build_version=__version__,
                                        model_version=plan.inventory.dataset.version).items():
                 store.put(k, v)
             list(pool.map(baseline_shard, plan.tasks, [args.source] * len(plan.tasks), [args.store] * len(plan.tasks),

@@ -130,12 +130,15 @@ def ours(args: list[str]) -> list[str]:
 
 def layout_keys(n: int) -> list[str]:
     """Zarr-like keys: zones x (embeddings, scales) x 100 shard rows x 100 shard columns."""
+    from transcode.format.arrays import EMBEDDINGS, SCALES
+    from transcode.format.keys import zone_group
+
     out: list[str] = []
     for z in range(1, 61):
-        for arr in ("embeddings/c/0/0", "scales/c/0"):
+        for arr in (EMBEDDINGS, SCALES):
             for r in range(100):
                 for c in range(100):
-                    out.append(f"utm{z:02d}/{arr}/{r}/{c}")
+                    out.append(arr.shard_key(zone_group(z), 0, r, c))
                     if len(out) >= n:
                         return out
     return out
@@ -222,10 +225,11 @@ def bench_posix(workdir: Path, n: int, runs: int, log) -> list[dict]:
 
 def make_store(workdir: Path) -> Path:
     from transcode.engine.convert import ConvertOptions, convert
+    from transcode.format.sidecar import MANIFEST_KEY
     from transcode.testing.synthetic import make_legacy_archive
 
     store = workdir / "store"
-    if not (store / ".tessera/manifest.parquet").exists():
+    if not (store / MANIFEST_KEY).exists():
         shutil.rmtree(workdir / "archive", ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
         made = make_legacy_archive(workdir / "archive", years=(2024,), preset="tiny", seed=5)
@@ -317,7 +321,7 @@ def bench_detection(rgw, moto, workdir: Path, log) -> dict:
     found: dict[str, dict[str, str]] = {f: {} for f in faults}
     costs = []
     for label, extra in runs:
-        secs, _, done = timed(ours(args + extra + ["--json"]), env)
+        secs, _, done = timed(ours(args + extra + ["--json-lines"]), env)
         diffs = [json.loads(x) for x in done.stdout.splitlines()]
         summary = diffs[-1]
         got: dict[str, list[str]] = {}
@@ -336,7 +340,7 @@ def bench_detection(rgw, moto, workdir: Path, log) -> dict:
         rcl[label] = {"marks": marks, "notes": notes, "seconds": secs}
         log(f"detection: {label:<26} {secs:5.1f} s, {notes}")
     # empty prefix and wrong credentials
-    _, _, empty = timed(ours(mirror_args(rgw, moto, ceph.url, f"s3://{ab}/no-such-prefix") + ["--json"]), env)
+    _, _, empty = timed(ours(mirror_args(rgw, moto, ceph.url, f"s3://{ab}/no-such-prefix") + ["--json-lines"]), env)
     esum = json.loads(empty.stdout.splitlines()[-1])
     em, enotes, _ = rclone_found(renv, f"rgw:{cb}/stores/tiny v1", f"moto:{ab}/no-such-prefix", workdir, [])
     bad_env = dict(env, AWS_SECRET_ACCESS_KEY="wrong-secret-0000000000000000")

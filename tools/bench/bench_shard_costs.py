@@ -42,7 +42,7 @@ def main() -> None:
 
     from transcode.codecs.spec import parse_codec_options
     from transcode.engine.plan import make_plan
-    from transcode.engine.shardbuild import EncodeSettings, _tile_files, build_shard
+    from transcode.engine.shardbuild import EncodeSettings, build_shard, tile_files
     from transcode.engine.transpose import band_to_chunks
     from transcode.legacy.inventory import read_inventory
     from transcode.legacy.tiles import Window
@@ -71,7 +71,7 @@ def main() -> None:
                 if rr is None or cc is None:
                     continue
                 win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
-                e, s = _tile_files(source, p)
+                e, s = tile_files(source, p)
                 view = buf[:rr[1] - rr[0], :cc[1] - cc[0]]
                 e.read_into(win, view)
                 s.read(win)

@@ -23,9 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-MISSING = 2**64 - 1
-
-
 # ------------------------------------------------------------------ raw decode (runs in a subprocess)
 
 def _codec(chain: list):
@@ -46,7 +43,8 @@ def _codec(chain: list):
 def _decode_object(args: tuple[str, int | None, list]) -> tuple[int, int]:
     """Decode every chunk of one object: a shard (n_chunks inner chunks, index at its tail) or a plain chunk."""
     import numcodecs
-    import numpy as np
+
+    from transcode.format.shardindex import IndexLayout, present
 
     path, n_chunks, chain = args
     numcodecs.blosc.set_nthreads(1)
@@ -55,11 +53,10 @@ def _decode_object(args: tuple[str, int | None, list]) -> tuple[int, int]:
     decode = codec.decode if codec is not None else bytes
     if n_chunks is None:
         return len(decode(data)), 1
-    index = np.frombuffer(data[-(n_chunks * 16 + 4):-4], dtype="<u8").reshape(n_chunks, 2)
+    layout = IndexLayout(n_chunks)
+    index = layout.decode(data[layout.index_range(len(data))[0]:])
     total = chunks = 0
-    for off, size in index:
-        if off == MISSING:
-            continue
+    for off, size in index[present(index)]:
         total += len(decode(data[int(off):int(off) + int(size)]))
         chunks += 1
     return total, chunks
@@ -109,9 +106,11 @@ def _run(cmd: list[str]) -> tuple[float, dict]:
 
 def _prepare(workdir: Path, preset: str, years: list[int], shard: int, workers: int) -> Path:
     store = workdir / "store"
-    if (store / ".tessera" / "manifest.parquet").exists():
-        return store
+    from transcode.format.sidecar import MANIFEST_KEY
     from transcode.testing.synthetic import make_legacy_archive
+
+    if (store / MANIFEST_KEY).exists():
+        return store
 
     archive = workdir / "archive"
     if not archive.exists():

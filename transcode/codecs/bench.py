@@ -21,9 +21,9 @@ import numpy as np
 
 from transcode.codecs.catalog import BROWSER_AND_NATIVE, readers
 from transcode.codecs.spec import parse_codec_spec
-from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
+from transcode.engine.plan import PIXEL_BYTES, Plan, make_plan
+from transcode.format.arrays import BANDS, DEFAULT_CHUNK, DEFAULT_SHARD, EMBEDDINGS, SCALES
 from transcode.legacy.inventory import Inventory
-from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE
 from transcode.legacy.tiletable import names
 
 BENCH_OPTIONS = (
@@ -75,8 +75,11 @@ class CodecResult:
         return asdict(self)
 
 
+DATA = (EMBEDDINGS, SCALES)  # the arrays whose chunks are measured, each with its own codec
+
+
 def _itemsize(array: str) -> int:
-    return np.dtype(EMBEDDINGS_DTYPE if array == "embeddings" else SCALES_DTYPE).itemsize
+    return next(d.dtype.itemsize for d in DATA if d.name == array)
 
 
 class _Recorder:
@@ -142,13 +145,15 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
         from transcode.errors import UsageError
 
         raise UsageError(source, "no usable tiles to sample")
-    keep = [(y, name) in chosen for y, name in zip(inv.table["year"].tolist(), names(inv.table["lon_i"], inv.table["lat_i"]))]
-    plan = make_plan(inv.select(np.array(keep, bool)), years=years, shard=shard, chunk=chunk, time=full.time, grids=full.grids)
+    keep = [(y, name) in chosen
+            for y, name in zip(inv.table["year"].tolist(), names(inv.table["lon_i"], inv.table["lat_i"]))]
+    plan = make_plan(inv.select(np.array(keep, bool)), years=years, shard=shard, chunk=chunk, time=full.time,
+                     grids=full.grids)
     ch, cw = chunk
     est = sum((-(-p.height // ch) + 1) * (-(-p.width // cw) + 1) for t in plan.tasks for p in t.placements)
-    per_chunk = ch * cw * (BANDS * _itemsize("embeddings") + _itemsize("scales"))
+    per_chunk = ch * cw * (BANDS * _itemsize(EMBEDDINGS.name) + _itemsize(SCALES.name))
     stride = max(1, math.ceil(est * per_chunk / budget))
-    rec = {"embeddings": _Recorder(stride), "scales": _Recorder(stride)}
+    rec = {d.codec: _Recorder(stride) for d in DATA}
     settings = EncodeSettings(tuple(shard), tuple(chunk), rec)  # type: ignore[arg-type]
     src = open_storage(source, source_options or S3Options())
     numcodecs.blosc.set_nthreads(1)
@@ -165,10 +170,10 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
     return Sample(
         tiles=[f"{tile} {year}" for year, tile in sorted(chosen)],
         chunks={a: r.kept for a, r in rec.items()},
-        chunk_shape={"embeddings": (BANDS, ch, cw), "scales": (ch, cw)},
+        chunk_shape={EMBEDDINGS.name: (BANDS, ch, cw), SCALES.name: (ch, cw)},
         chunks_total={a: r.seen for a, r in rec.items()},
         input_bytes=input_bytes, build_seconds=seconds,
-        archive_input_bytes=int((placed["height"].astype(np.int64) * placed["width"] * (BANDS + 4)).sum()),
+        archive_input_bytes=int((placed["height"].astype(np.int64) * placed["width"] * PIXEL_BYTES).sum()),
         archive_tiles=len(placed), write_seconds_per_byte=write_cost,
     )
 
@@ -193,7 +198,7 @@ def bench_option(sample: Sample, option: str) -> CodecResult:
     comp_total_est = 0.0
     enc_total_est = 0.0
     ratios, exact = {}, True
-    for array, dtype in (("embeddings", EMBEDDINGS_DTYPE), ("scales", SCALES_DTYPE)):
+    for array, dtype in ((d.name, d.dtype) for d in DATA):
         chunks = sample.chunks[array]
         if not chunks:
             ratios[array] = 1.0
@@ -213,8 +218,8 @@ def bench_option(sample: Sample, option: str) -> CodecResult:
     sample_seconds = sample.build_seconds + enc_total_est + comp_total_est * sample.write_seconds_per_byte
     ok = readers(spec)
     return CodecResult(
-        option=spec.text, ratio=raw_sub / comp_sub, ratio_embeddings=ratios["embeddings"],
-        ratio_scales=ratios["scales"], compress_mb_s=raw_sub / t_enc_total / 1e6,
+        option=spec.text, ratio=raw_sub / comp_sub, ratio_embeddings=ratios[EMBEDDINGS.name],
+        ratio_scales=ratios[SCALES.name], compress_mb_s=raw_sub / t_enc_total / 1e6,
         decompress_mb_s=raw_sub / max(t_dec_total, 1e-9) / 1e6,
         projected_store_bytes=int(comp_total_est * per_input), projected_seconds=sample_seconds * per_input,
         projected_input_mb_s=sample.input_bytes / sample_seconds / 1e6, bit_exact=exact, readers=ok,

@@ -22,11 +22,12 @@ import numcodecs
 import numpy as np
 
 from transcode.errors import UsageError
+from transcode.format.arrays import codec_arrays
 
 if TYPE_CHECKING:
     from transcode.codecs.batchencode import BatchEncoder
 
-ARRAYS = ("embeddings", "scales")
+ARRAYS = codec_arrays()  # the arrays `--codec` chooses for
 NAMES = ("blosc", "zstd", "gzip", "brotli", "snappy", "lz4", "none")
 BLOSC_CNAMES = ("zstd", "lz4", "lz4hc", "zlib", "blosclz")
 BLOSC_SHUFFLES = {"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle",

@@ -15,18 +15,20 @@ from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_sp
 from transcode.engine.executors import Executor, Job, make_executor, run_task
 from transcode.engine.identity import check_dataset
 from transcode.engine.journal import list_entries, read_entries, write_entry
-from transcode.engine.plan import DEFAULT_CHUNK, DEFAULT_SHARD, Plan, make_plan
+from transcode.engine.plan import Plan, make_plan
 from transcode.engine.schedule import PendingShards
-from transcode.engine.shardbuild import EncodeSettings, ObjectRecord
+from transcode.engine.shardbuild import EncodeSettings
 from transcode.engine.storestate import read_settings, read_zone_grids
 from transcode.errors import ArchiveError, StoreError, UsageError
-from transcode.format.manifest import MANIFEST_KEY, manifest_bytes, record_for_bytes
-from transcode.format.metadata import SETTINGS_KEY, build_metadata
+from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD
+from transcode.format.manifest import ObjectRecord, manifest_bytes
+from transcode.format.metadata import build_metadata
+from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
 from transcode.legacy.archive import open_archive
 from transcode.legacy.dataset import Dataset, resolve
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
-from transcode.storage import DEFAULT_PART_SIZE, S3Options, Storage, StorageError, open_storage
+from transcode.storage import DEFAULT_PART_SIZE, ObjectNotFoundError, S3Options, Storage, StorageError, open_storage
 
 
 class StrictError(ArchiveError):
@@ -37,7 +39,7 @@ class StrictError(ArchiveError):
 
 @dataclass
 class ConvertOptions:
-    """How to convert (defaults: FORMATS.md §2)."""
+    """How to convert (defaults: docs/format.md, "Chunking and sharding" and "Codecs")."""
 
     years: list[int] | None = None
     zones: list[int] | None = None
@@ -115,11 +117,10 @@ def load_inventory(source: str, options: ConvertOptions) -> Inventory:
     return build_inventory(archive, workers=8, progress=options.progress)
 
 
-def settings_document(plan: Plan, settings: EncodeSettings, source: str, dataset: Dataset) -> dict:
-    """The sidecar that lets a later run resume, extend or refuse incompatible settings or another dataset."""
-    return {"tool": "tessera-transcode", "version": __version__, "source": source, "time": plan.time,
-            "encoding": settings.fingerprint(), "part_size": settings.part_size,
-            "codecs": {a: c.text for a, c in settings.codecs.items()}, "dataset": dataset.record()}
+def _settings_document(plan: Plan, settings: EncodeSettings, source: str, dataset: Dataset) -> dict:
+    return settings_document(version=__version__, source=source, time=plan.time, encoding=settings.fingerprint(),
+                             part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()},
+                             dataset=dataset.record())
 
 
 def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) -> None:
@@ -130,13 +131,13 @@ def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) 
 
 
 def _changed_metadata(store: Storage, docs: dict[str, bytes]) -> dict[str, bytes]:
-    """The metadata objects that differ from (or are missing in) the store."""
+    """The metadata objects that differ from (or are missing in) the store; a failure other than absence is raised."""
     changed = {}
     for key, data in docs.items():
         try:
             if store.read(key) == data:
                 continue
-        except StorageError:
+        except ObjectNotFoundError:
             pass
         changed[key] = data
     return changed
@@ -189,9 +190,10 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     check_dataset(source, inv.dataset, store.describe(), existing)
 
     store.discard_abandoned_writes()
-    docs = build_metadata(plan.grids, plan.time, settings, build_version=__version__,
-                          model_version=inv.dataset.version, landmask=inv.dataset.needs_landmask)
-    sidecar = json.dumps(settings_document(plan, settings, source, inv.dataset), indent=1, sort_keys=True).encode()
+    docs = build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk, codecs=settings.codecs,
+                          build_version=__version__, model_version=inv.dataset.version,
+                          landmask=inv.dataset.needs_landmask)
+    sidecar = json.dumps(_settings_document(plan, settings, source, inv.dataset), indent=1, sort_keys=True).encode()
     new_settings = existing != json.loads(sidecar)
     changed_meta = _changed_metadata(store, docs)
 
@@ -241,7 +243,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
 
     manifest_written = False
     if not nothing:
-        records = [record_for_bytes(k, v, settings.part_size, store.local_path("") is None) for k, v in docs.items()]
+        remote = store.local_path("") is None
+        records = [ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()]
         current = list_entries(store)
         keys = [k for task_entries in current.values() for k in task_entries]
         for objs in read_entries(store, keys).values():
@@ -267,13 +270,13 @@ def _safe_task(task, job: Job) -> dict:
 
 
 def extend(store_url: str, years: list[int], options: ConvertOptions | None = None, *,
-           source: str | None = None) -> ConvertReport:
+           source: str | None = None, inventory: Inventory | None = None) -> ConvertReport:
     """Append years to a store's time axis (a metadata resize) and convert them from the source."""
     options = options or ConvertOptions()
     store = open_storage(store_url, options.store_options)
     existing = read_settings(store)
     if existing is None:
-        raise StoreError(store.describe(), "not a store written by tessera-transcode (no .tessera/convert.json)")
+        raise StoreError(store.describe(), f"not a store written by tessera-transcode (no {SETTINGS_KEY})")
     time_axis = existing["time"]
     early = sorted(y for y in years if y < time_axis[0])
     if early:
@@ -284,4 +287,4 @@ def extend(store_url: str, years: list[int], options: ConvertOptions | None = No
     if not src:
         raise UsageError(store.describe(), "no source recorded; give --source")
     options.years = sorted(set(years))
-    return convert(src, store_url, options, time_axis=new_axis)
+    return convert(src, store_url, options, time_axis=new_axis, inventory=inventory)

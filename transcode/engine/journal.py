@@ -1,43 +1,40 @@
 """The resume journal: one small object per finished shard, named by its input fingerprint, so a listing
-alone tells which shards are done and still current."""
+alone tells which shards are done and still current (keys: transcode.format.sidecar)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 from transcode.engine.plan import ShardTask
-from transcode.engine.shardbuild import ObjectRecord
+from transcode.format.manifest import ObjectRecord
+from transcode.format.sidecar import JOURNAL_PREFIX, journal_key, journal_shard
 from transcode.storage import Storage
 
-JOURNAL_PREFIX = ".tessera/journal"
-FP_LEN = 24
+__all__ = ["JOURNAL_PREFIX", "entry_key", "list_entries", "read_entries", "write_entry"]
 
 
 def entry_key(task: ShardTask, fingerprint: str) -> str:
     """Journal key of a shard built from inputs with this fingerprint."""
-    return f"{JOURNAL_PREFIX}/{task.group}/{task.year}/{task.shard_row}_{task.shard_col}.{fingerprint[:FP_LEN]}.json"
+    return journal_key(task.group, task.year, task.shard_row, task.shard_col, fingerprint)
 
 
 def list_entries(store: Storage) -> dict[str, dict[str, int]]:
     """Task name -> {journal key: size} for every journal entry present."""
     out: dict[str, dict[str, int]] = {}
     for obj in store.list(JOURNAL_PREFIX):
-        rel = obj.key[len(JOURNAL_PREFIX) + 1:]
-        parts = rel.split("/")
-        if len(parts) != 3 or not parts[2].endswith(".json"):
-            continue
-        rc = parts[2].split(".", 1)[0]
-        sr, _, sc = rc.partition("_")
-        out.setdefault(f"{parts[0]}/{parts[1]}/{sr}/{sc}", {})[obj.key] = obj.size
+        shard = journal_shard(obj.key)
+        if shard is not None:
+            out.setdefault("/".join(shard), {})[obj.key] = obj.size
     return out
 
 
 def write_entry(store: Storage, task: ShardTask, fingerprint: str, objects: list[ObjectRecord]) -> str:
     """Record a finished shard (after its objects were committed)."""
     key = entry_key(task, fingerprint)
-    doc = {"task": task.name, "fingerprint": fingerprint, "objects": [o.__dict__ for o in objects]}
+    doc = {"task": task.name, "fingerprint": fingerprint, "objects": [asdict(o) for o in objects]}
     store.put(key, json.dumps(doc, sort_keys=True).encode())
     return key
 

@@ -1,6 +1,7 @@
-"""Shards and the tile windows that fill them: pure and deterministic, by FORMATS.md §1.4. Every tile-year
-is placed at once from the inventory's columns (a few bytes each); the shard tasks, with a Python object per
-placement, are made one (zone, year) pass at a time, so memory stays bounded by the largest pass."""
+"""Shards and the tile windows that fill them: pure and deterministic, by the placement rules of docs/format.md
+("Placing tiles"). Every tile-year is placed from the inventory's columns (a few bytes each); the shard tasks,
+with a Python object per placement, are made one (zone, year) pass at a time, so memory stays bounded by the
+largest pass."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from transcode.format.arrays import BANDS, DEFAULT_CHUNK, DEFAULT_SHARD, EMBEDDINGS, SCALES, ZONE_ARRAYS
 from transcode.format.grid import ZoneGrid, parse_tile_name
+from transcode.format.keys import zone_group
 from transcode.format.tilecolumns import footprints, offsets, zone_grid_of
 from transcode.legacy.inventory import Inventory
 from transcode.legacy.problems import ERROR, WARNING, Problem
 from transcode.legacy.tiletable import cell_key, cell_lon_lat, hex_digest, names, tile_cells, tile_year_key, year_slices
 
-DEFAULT_SHARD = (4096, 4096)
-DEFAULT_CHUNK = (32, 32)
-PIXEL_BYTES = 128 + 4  # embeddings and scales bytes of one pixel
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_SHARD", "Placement", "Plan", "ShardTask", "grid_cells", "make_plan"]
+# bytes of one pixel in the legacy tiles: its embedding vector and its scale
+PIXEL_BYTES = BANDS * EMBEDDINGS.dtype.itemsize + SCALES.dtype.itemsize
 BLOCK = 65536  # tile-years placed at once
 
 
@@ -67,13 +70,11 @@ class ShardTask:
 
     @property
     def group(self) -> str:
-        return f"utm{self.zone:02d}"
+        return zone_group(self.zone)
 
     def key(self, array: str) -> str:
-        """Object key of this shard in `array` ('embeddings' or 'scales'), default '/' chunk keys."""
-        if array == "embeddings":
-            return f"{self.group}/embeddings/c/{self.t}/0/{self.shard_row}/{self.shard_col}"
-        return f"{self.group}/scales/c/{self.t}/{self.shard_row}/{self.shard_col}"
+        """Object key of this shard in the sharded array named `array`."""
+        return ZONE_ARRAYS[array].shard_key(self.group, self.t, self.shard_row, self.shard_col)
 
     @property
     def name(self) -> str:
@@ -217,7 +218,7 @@ class Plan:
         shards = self.shard_counts()
         per_zone: dict[str, dict] = {}
         for z, g in sorted(self.grids.items()):
-            per_zone[f"utm{z:02d}"] = {
+            per_zone[zone_group(z)] = {
                 "epsg": g.epsg, "origin_x": g.origin_x, "origin_y": g.origin_y, "height": g.height, "width": g.width,
                 "shard_grid": [g.height // self.shard[0], g.width // self.shard[1]],
                 "shards": shards.get(z, 0),
@@ -364,12 +365,12 @@ def _clipped(inv: Inventory, t: np.ndarray, row: np.ndarray, col: np.ndarray, si
     for i, name in zip(which.tolist(), names(t["lon_i"][which], t["lat_i"][which])):
         year, zone = int(t["year"][i]), int(t["zone"][i])
         if not inside[i]:
-            problems.append(Problem(inv.key(year, name), "outside-grid", f"tile lies outside the utm{zone:02d} grid",
+            problems.append(Problem(inv.key(year, name), "outside-grid", f"tile lies outside the {zone_group(zone)} grid",
                                     ERROR, year, name))
             continue
         h, w, (gh, gw) = int(t["height"][i]), int(t["width"][i]), size[zone].tolist()
         rows = (max(int(row[i]), 0), min(int(row[i]) + h, gh))
         cols = (max(int(col[i]), 0), min(int(col[i]) + w, gw))
-        problems.append(Problem(inv.key(year, name), "clipped", f"tile extends past the utm{zone:02d} grid and is "
+        problems.append(Problem(inv.key(year, name), "clipped", f"tile extends past the {zone_group(zone)} grid and is "
                                 f"clipped to rows {rows} cols {cols}", WARNING, year, name))
     return problems

@@ -13,12 +13,14 @@ from transcode.engine.plan import Placement, ShardTask
 from transcode.engine.shardwriter import ShardWriter
 from transcode.engine.transpose import band_to_chunks, chunk_layout
 from transcode.errors import ArchiveError
-from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
+from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, sharded_arrays
+from transcode.format.manifest import ObjectRecord
+from transcode.format.sentinels import sanitize_scales
+from transcode.legacy.npyheader import NpyHeader
 from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
-from transcode.storage import DEFAULT_PART_SIZE, ObjectWriter, Storage
+from transcode.storage import DEFAULT_PART_SIZE, Storage
 
-EMB_FILL = 0
-SCALE_FILL = np.float32(np.inf)
+__all__ = ["EncodeSettings", "ShardResult", "build_shard", "sanitize_scales", "tile_files"]
 
 
 @dataclass(frozen=True)
@@ -33,25 +35,8 @@ class EncodeSettings:
 
     def fingerprint(self) -> dict:
         """The byte-deciding settings (not part size or band height), JSON-ready."""
-        return {"shard": list(self.shard), "chunk": list(self.chunk),
-                "embeddings": self.codecs["embeddings"].zarr_config(EMBEDDINGS_DTYPE),
-                "scales": self.codecs["scales"].zarr_config(SCALES_DTYPE)}
-
-
-@dataclass
-class ObjectRecord:
-    """One object written to the store, as the store manifest records it."""
-
-    key: str
-    size: int
-    md5: str
-    crc32c: str
-    etag: str | None  # None for files: POSIX has no ETag
-    part_size: int
-
-    @classmethod
-    def from_writer(cls, key: str, w: ObjectWriter, part_size: int) -> "ObjectRecord":
-        return cls(key, w.size, w.md5.hexdigest(), f"{w.crc:08x}", w.etag, part_size)
+        chains = {d.codec: self.codecs[d.codec].zarr_config(d.dtype) for d in sharded_arrays()}
+        return {"shard": list(self.shard), "chunk": list(self.chunk), **chains}
 
 
 @dataclass
@@ -71,23 +56,12 @@ class ShardResult:
         return asdict(self)
 
 
-def _tile_files(source: Storage, p: Placement) -> tuple[NpyTileFile, NpyTileFile]:
-    emb_h = NpyHeader((1, 0), EMBEDDINGS_DTYPE, False, (p.height, p.width, BANDS), p.embeddings_offset)
-    sc_h = NpyHeader((1, 0), SCALES_DTYPE, False, (p.height, p.width), p.scales_offset)
+def tile_files(source: Storage, p: Placement) -> tuple[NpyTileFile, NpyTileFile]:
+    """The placement's embeddings and scales files, with the headers the inventory read (no read here)."""
+    emb_h = NpyHeader((1, 0), EMBEDDINGS.dtype, False, (p.height, p.width, BANDS), p.embeddings_offset)
+    sc_h = NpyHeader((1, 0), SCALES.dtype, False, (p.height, p.width), p.scales_offset)
     return (NpyTileFile(source, p.embeddings_key, emb_h, "embeddings"),
             NpyTileFile(source, p.scales_key, sc_h, "scales"))
-
-
-def sanitize_scales(scales: np.ndarray, landmask: np.ndarray | None) -> np.ndarray:
-    """NaN for invalid scales (non-finite, <= 0, >= 1) and for water (landmask 0); in place."""
-    with np.errstate(invalid="ignore"):
-        bad = ~((scales > 0) & (scales < 1))  # NaN compares False, so NaN and ±inf are caught too
-    scales[bad] = np.nan
-    if landmask is not None:
-        h, w = min(landmask.shape[0], scales.shape[0]), min(landmask.shape[1], scales.shape[1])
-        water = landmask[:h, :w] == 0
-        scales[:h, :w][water] = np.nan
-    return scales
 
 
 def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, store: Storage) -> ShardResult:
@@ -98,7 +72,7 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     n_rows, n_cols = sh // ch, sw // cw
     band = max(ch, settings.band_rows - settings.band_rows % ch)
     r_base, c_base = task.shard_row * sh, task.shard_col * sw
-    files = {p: _tile_files(source, p) for p in task.placements}
+    files = {p: tile_files(source, p) for p in task.placements}
     masks: dict[Placement, np.ndarray | None] = {}
     for p in task.placements:
         if p.landmask_key is None:
@@ -108,23 +82,25 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
             masks[p] = read_landmask(source, p.landmask_key)
         except ArchiveError:
             masks[p] = None  # an unreadable landmask is reported by inventory; the tile counts as all land
-    emb_sink = store.open_writer(task.key("embeddings"), settings.part_size)
+    emb_key, sc_key = task.key(EMBEDDINGS.name), task.key(SCALES.name)
+    emb_sink = store.open_writer(emb_key, settings.part_size)
     try:
-        sc_sink = store.open_writer(task.key("scales"), settings.part_size)
+        sc_sink = store.open_writer(sc_key, settings.part_size)
     except BaseException:
         emb_sink.abort()  # its temporary file and writer thread go with it
         raise
     input_bytes = 0
     try:
-        emb_spec, sc_spec = settings.codecs["embeddings"], settings.codecs["scales"]
-        emb_w = ShardWriter(emb_sink, n_rows * n_cols, emb_spec.encoder(EMBEDDINGS_DTYPE),
-                            emb_spec.batch_encoder(EMBEDDINGS_DTYPE, BANDS * ch * cw))
-        sc_w = ShardWriter(sc_sink, n_rows * n_cols, sc_spec.encoder(SCALES_DTYPE),
-                           sc_spec.batch_encoder(SCALES_DTYPE, SCALES_DTYPE.itemsize * ch * cw))
+        emb_spec, sc_spec = settings.codecs[EMBEDDINGS.codec], settings.codecs[SCALES.codec]
+        emb_dt, sc_dt = EMBEDDINGS.dtype, SCALES.dtype
+        emb_w = ShardWriter(emb_sink, n_rows * n_cols, emb_spec.encoder(emb_dt),
+                            emb_spec.batch_encoder(emb_dt, BANDS * emb_dt.itemsize * ch * cw))
+        sc_w = ShardWriter(sc_sink, n_rows * n_cols, sc_spec.encoder(sc_dt),
+                           sc_spec.batch_encoder(sc_dt, sc_dt.itemsize * ch * cw))
         # one set of band buffers for the whole shard: the pages are faulted in once, not once per band
-        emb_band = np.empty(band * sw * BANDS, dtype=EMBEDDINGS_DTYPE)
+        emb_band = np.empty(band * sw * BANDS, dtype=emb_dt)
         emb_chunks = np.empty_like(emb_band)
-        sc_band = np.empty(band * sw, dtype=SCALES_DTYPE)
+        sc_band = np.empty(band * sw, dtype=sc_dt)
         for r0 in range(0, sh, band):
             r1 = min(sh, r0 + band)
             hits = [(p, p.rows_in(r_base + r0, r_base + r1), p.cols_in(c_base, c_base + sw))
@@ -139,14 +115,14 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
             rows, cols = r1 - r0, (j1 - j0) * cw
             emb = emb_band[:rows * cols * BANDS].reshape(rows, cols, BANDS)
             sc = sc_band[:rows * cols].reshape(rows, cols)
-            sc.fill(SCALE_FILL)
+            sc.fill(SCALES.fill)
             targets = [(slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
                        for _, rr, cc in hits]
             covered = np.zeros((rows, cols), dtype=bool)
             for dst in targets:
                 covered[dst] = True
             if not covered.all():  # clear only what no tile overwrites (a full clear costs a memset per band)
-                emb[~covered] = EMB_FILL
+                emb[~covered] = EMBEDDINGS.fill
             for (p, rr, cc), dst in zip(hits, targets):
                 win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
                 e_file, s_file = files[p]
@@ -166,8 +142,8 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
         emb_sink.abort()
         sc_sink.abort()
         raise
-    objects = [ObjectRecord.from_writer(task.key("embeddings"), emb_sink, settings.part_size),
-               ObjectRecord.from_writer(task.key("scales"), sc_sink, settings.part_size)]
+    objects = [ObjectRecord.from_writer(emb_key, emb_sink, settings.part_size),
+               ObjectRecord.from_writer(sc_key, sc_sink, settings.part_size)]
     return ShardResult(task.name, objects, input_bytes, emb_w.chunks_written, time.perf_counter() - t0,
                        placements=len(task.placements))
 

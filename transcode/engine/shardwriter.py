@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import crc32c
 import numpy as np
 
 from transcode.codecs.batchencode import BatchEncoder
 from transcode.codecs.spec import Encoder
+from transcode.format.shardindex import IndexLayout
 from transcode.storage import ObjectWriter
-
-MISSING = np.uint64(2**64 - 1)
 
 
 class ShardWriter:
-    """Writes a `sharding_indexed` shard (index at the end, `bytes` little endian + `crc32c` index codecs)."""
+    """Writes a `sharding_indexed` shard in the store's index layout (transcode.format.shardindex; at the end)."""
 
     def __init__(self, sink: ObjectWriter, n_chunks: int, encode: Encoder, batch: BatchEncoder | None = None) -> None:
+        self.layout = IndexLayout(n_chunks)
+        if self.layout.location != "end":
+            raise ValueError("a shard is written as a stream: its index must come at the end")
         self.sink = sink
         self.encode = encode
         self.batch = batch
         # the batch encoder's output: small enough to stay in cache until the sink copies it
         self._scratch = bytearray(max(1 << 20, 4 * batch.worst)) if batch else None
-        self.index = np.full((n_chunks, 2), MISSING, dtype="<u8")
+        self.index = self.layout.empty()
         self.offset = 0
         self.last = -1
         self.chunks_written = 0
@@ -70,8 +71,7 @@ class ShardWriter:
         self.chunks_written += len(ks)
 
     def finish(self) -> int:
-        """Append the index and its CRC32C; returns the shard's size. The caller commits the sink."""
-        raw = self.index.tobytes()
+        """Append the index (with its CRC32C); returns the shard's size. The caller commits the sink."""
+        raw = self.layout.encode(self.index)
         self.sink.write(raw)
-        self.sink.write(np.uint32(crc32c.crc32c(raw)).astype("<u4").tobytes())
-        return self.offset + len(raw) + 4
+        return self.offset + len(raw)

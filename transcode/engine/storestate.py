@@ -5,42 +5,42 @@ from __future__ import annotations
 import json
 
 from transcode.errors import StoreError
-from transcode.format.grid import PIXEL_M, ZoneGrid
-from transcode.format.metadata import SETTINGS_KEY
-from transcode.storage import Storage, StorageError
+from transcode.format.attributes import grid_of
+from transcode.format.grid import ZoneGrid
+from transcode.format.keys import group_zone
+from transcode.format.sidecar import SETTINGS_KEY
+from transcode.storage import ObjectNotFoundError, Storage
 
 
 def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
-    """Zone grids of an existing store, from the zone groups' spatial: attributes (empty when no store)."""
+    """Zone grids of an existing store, from the zone groups' spatial: attributes (empty when no store). Only a
+    root zarr.json that does not exist means no store: any other failure to read it is raised."""
     try:
         root = json.loads(store.read("zarr.json"))
-    except StorageError:
+    except ObjectNotFoundError:
         return {}
     except ValueError as e:
         raise StoreError(store.describe("zarr.json"), f"not valid JSON: {e}") from e
     nodes = (root.get("consolidated_metadata") or {}).get("metadata") or {}
     grids = {}
     for path, node in nodes.items():
-        if "/" in path or not path.startswith("utm") or node.get("node_type") != "group":
+        zone = group_zone(path)
+        if zone is None or node.get("node_type") != "group":
             continue
-        attrs = node.get("attributes", {})
         try:
-            a, _, c, _, e, f = attrs["spatial:transform"]
-            h, w = attrs["spatial:shape"]
-            zone = int(path[3:])
-        except (KeyError, ValueError, TypeError) as err:
+            grids[zone] = grid_of(zone, node.get("attributes", {}))
+        except ValueError as err:
             raise StoreError(store.describe(f"{path}/zarr.json"), f"zone group lacks a usable spatial: grid ({err})")
-        if a != PIXEL_M or e != -PIXEL_M:
-            raise StoreError(store.describe(f"{path}/zarr.json"), f"pixel size {a}x{-e} is not {PIXEL_M} m")
-        grids[zone] = ZoneGrid(zone, float(c), float(f), int(h), int(w))
     return grids
 
 
 def read_settings(store: Storage) -> dict | None:
-    """The conversion settings recorded in an existing store's sidecar, or None when there are none."""
+    """The conversion settings recorded in an existing store's sidecar, or None when it does not exist. Any other
+    failure to read it (denied, transient, a directory in its place) is raised: a store whose settings cannot be
+    read must never be taken for a new one and overwritten with other settings."""
     try:
         raw = store.read(SETTINGS_KEY)
-    except StorageError:
+    except ObjectNotFoundError:
         return None
     try:
         return json.loads(raw)

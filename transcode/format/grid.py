@@ -7,8 +7,10 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from pyproj import Transformer
+if TYPE_CHECKING:
+    from pyproj import Transformer
 
 TILE_DEG = 0.1
 PIXEL_M = 10.0
@@ -79,6 +81,8 @@ _local = threading.local()
 
 def _to_utm(epsg: int) -> Transformer:
     # pyproj transformers must not be shared between threads: keep one set per thread
+    from pyproj import Transformer  # imported on first use: readers of a store never project
+
     cache = _local.__dict__.setdefault("transformers", {})
     if epsg not in cache:
         cache[epsg] = Transformer.from_crs(4326, epsg, always_xy=True)
@@ -145,8 +149,16 @@ class ZoneGrid:
     def transform(self) -> tuple[float, float, float, float, float, float]:
         return (PIXEL_M, 0.0, self.origin_x, 0.0, -PIXEL_M, self.origin_y)
 
+    def x_centre(self, col):
+        """Easting of the centre of pixel column `col` (a number or an array)."""
+        return self.origin_x + (col + 0.5) * PIXEL_M
+
+    def y_centre(self, row):
+        """Northing of the centre of pixel row `row` (a number or an array); rows run south."""
+        return self.origin_y - (row + 0.5) * PIXEL_M
+
     def offset(self, fp: Footprint) -> tuple[int, int]:
-        """(row, col) of a tile's top-left pixel in this grid: floor, not round (FORMATS.md §1.4)."""
+        """(row, col) of a tile's top-left pixel in this grid: floor, not round (docs/format.md, "Placing tiles")."""
         col = math.floor((fp.origin_x - self.origin_x) / PIXEL_M)
         row = math.floor((self.origin_y - fp.canonical_origin_y) / PIXEL_M)
         return row, col

@@ -1,25 +1,52 @@
-"""The store manifest: one row per object (key, size, MD5, CRC32C, ETag, part size) as Parquet, at
-`<store>/.tessera/manifest.parquet`, so mirrors can be verified independently of each other."""
+"""The store manifest at `.tessera/manifest.parquet`: one row per Zarr object (key, size, MD5, CRC32C, ETag, part
+size), sorted by key, so mirrors can be verified independently of each other. pyarrow is imported only when a
+manifest is written or read, so importing this module stays cheap."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import crc32c
 
-from transcode.engine.shardbuild import ObjectRecord
 from transcode.errors import StoreError
-from transcode.storage import Storage, StorageError
+from transcode.format.sidecar import MANIFEST_KEY
+from transcode.storage import ObjectNotFoundError, Storage
 
-MANIFEST_KEY = ".tessera/manifest.parquet"
+if TYPE_CHECKING:
+    from transcode.storage import ObjectWriter
+
+# column name -> Arrow type name, in file order
+COLUMNS = {"key": "string", "size": "int64", "md5": "string", "crc32c": "string", "etag": "string",
+           "part_size": "int64"}
+
+__all__ = ["COLUMNS", "MANIFEST_KEY", "ManifestReader", "ObjectRecord", "manifest_bytes", "read_manifest"]
 
 
-def record_for_bytes(key: str, data: bytes, part_size: int, remote: bool) -> ObjectRecord:
-    """The manifest row of an object written with one PUT (metadata documents are small)."""
-    md5 = hashlib.md5(data).hexdigest()
-    return ObjectRecord(key, len(data), md5, f"{crc32c.crc32c(data):08x}", md5 if remote else None, part_size)
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One object of the store, as the manifest records it."""
+
+    key: str
+    size: int
+    md5: str  # hex
+    crc32c: str  # 8 hex digits
+    etag: str | None  # None for files: POSIX has no ETag
+    part_size: int  # bytes per part of a multipart upload (what the ETag depends on)
+
+    @classmethod
+    def from_writer(cls, key: str, w: ObjectWriter, part_size: int) -> ObjectRecord:
+        """The record of an object a streaming writer committed."""
+        return cls(key, w.size, w.md5.hexdigest(), f"{w.crc:08x}", w.etag, part_size)
+
+    @classmethod
+    def from_bytes(cls, key: str, data: bytes, part_size: int, remote: bool) -> ObjectRecord:
+        """The record of an object written with one PUT (metadata documents are small): ETag = MD5 on S3."""
+        md5 = hashlib.md5(data).hexdigest()
+        return cls(key, len(data), md5, f"{crc32c.crc32c(data):08x}", md5 if remote else None, part_size)
 
 
 def manifest_bytes(records: Iterable[ObjectRecord]) -> bytes:
@@ -28,26 +55,45 @@ def manifest_bytes(records: Iterable[ObjectRecord]) -> bytes:
     import pyarrow.parquet as pq
 
     rows = sorted(records, key=lambda r: r.key.encode())
-    table = pa.table({
-        "key": pa.array([r.key for r in rows], pa.string()),
-        "size": pa.array([r.size for r in rows], pa.int64()),
-        "md5": pa.array([r.md5 for r in rows], pa.string()),
-        "crc32c": pa.array([r.crc32c for r in rows], pa.string()),
-        "etag": pa.array([r.etag for r in rows], pa.string()),
-        "part_size": pa.array([r.part_size for r in rows], pa.int64()),
-    })
+    table = pa.table({name: pa.array([getattr(r, name) for r in rows], getattr(pa, kind)())
+                      for name, kind in COLUMNS.items()})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 
 def read_manifest(store: Storage) -> list[ObjectRecord]:
-    """The manifest rows of a store."""
-    import pyarrow.parquet as pq
-
+    """The manifest rows of a store, read whole; StoreError when it has none, the storage error when it cannot be
+    read."""
     try:
         data = store.read(MANIFEST_KEY)
-    except StorageError as e:
+    except ObjectNotFoundError as e:
         raise StoreError(store.describe(MANIFEST_KEY), "no store manifest (was the conversion finished?)") from e
-    table = pq.read_table(io.BytesIO(data))
-    return [ObjectRecord(**row) for row in table.to_pylist()]
+    return list(ManifestReader(io.BytesIO(data)).records())
+
+
+class ManifestReader:
+    """A manifest file (a path or a binary file object) read row group by row group: memory stays flat however
+    many objects the store holds. ValueError when it is not a manifest."""
+
+    def __init__(self, source) -> None:
+        import pyarrow.parquet as pq
+
+        try:
+            self._pf = pq.ParquetFile(source)
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise ValueError(f"not a Parquet file: {e}") from e
+        missing = [c for c in COLUMNS if c not in self._pf.schema_arrow.names]
+        if missing:
+            raise ValueError(f"lacks columns {missing}")
+        self.rows = self._pf.metadata.num_rows
+
+    def records(self, after: str | None = None) -> Iterator[ObjectRecord]:
+        """Rows in file (key) order, starting after key `after`."""
+        for batch in self._pf.iter_batches(batch_size=4096, columns=list(COLUMNS)):
+            cols = batch.to_pydict()
+            for i, key in enumerate(cols["key"]):
+                if after is not None and key <= after:
+                    continue
+                yield ObjectRecord(key, int(cols["size"][i]), cols["md5"][i], cols["crc32c"][i], cols["etag"][i],
+                                   int(cols["part_size"][i] or 0))

@@ -1,67 +1,52 @@
-"""The target layout (FORMATS.md §2): every zarr.json document and coordinate chunk of a store, built
-deterministically with zarr-python in memory and then written through the storage interface."""
+"""Every zarr.json document and coordinate chunk of a store, built deterministically with zarr-python in memory from
+the array declarations and the group attributes, for the writer to put through the storage interface."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
-
-from transcode.engine.shardbuild import EncodeSettings
-from transcode.format.grid import PIXEL_M, ZoneGrid
-from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE
-
-SIDECAR = ".tessera"
-SETTINGS_KEY = f"{SIDECAR}/convert.json"
-COORD_CHUNK = 65536
+from transcode.format.arrays import ZONE_ARRAYS, ArrayDecl, Zone
+from transcode.format.attributes import grid_attributes, root_attributes
+from transcode.format.grid import ZoneGrid
+from transcode.format.keys import zone_group
 
 
-def zone_group(zone: int) -> str:
-    return f"utm{zone:02d}"
-
-
-def build_metadata(grids: dict[int, ZoneGrid], time: list[int], settings: EncodeSettings,
-                   build_version: str, model_version: str, landmask: bool = True) -> dict[str, bytes]:
+def build_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tuple[int, int],
+                   chunk: tuple[int, int], codecs: Mapping[str, Any], build_version: str,
+                   model_version: str, landmask: bool = True) -> dict[str, bytes]:
     """Every non-shard object of the store (zarr.json documents, coordinate chunks) keyed by object key.
-    `model_version` is the source dataset's version; `landmask` False (v2 on) is recorded as the incumbent
-    does, `geoemb:landmask: false` (absent means masked)."""
+    `codecs` maps each declared codec setting (`ArrayDecl.codec`) to a CodecSpec; `model_version` is the source
+    dataset's version; `landmask` False (datasets from v2 on) is recorded as `geoemb:landmask: false`."""
     import zarr
     from zarr.storage import MemoryStore
 
-    from transcode.conventions.geoemb import build_geoemb_attributes
-    from transcode.conventions.zone import build_zone_attributes
-
     mem = MemoryStore()
-    root = zarr.create_group(mem, zarr_format=3, attributes=build_geoemb_attributes(
-        model_version=model_version, build_version=build_version,
-        extra=None if landmask else {"geoemb:landmask": False}))
-    sh, sw = settings.shard
-    ch, cw = settings.chunk
-    t = len(time)
+    root = zarr.create_group(mem, zarr_format=3, attributes=root_attributes(build_version, model_version,
+                                                                                  landmask=landmask))
     for zone, g in sorted(grids.items()):
-        grp = root.create_group(zone_group(zone), attributes=build_zone_attributes(
-            zone, g.origin_x, g.origin_y, g.height, g.width))
-        grp.create_array("embeddings", shape=(t, BANDS, g.height, g.width), dtype=EMBEDDINGS_DTYPE,
-                         chunks=(1, BANDS, ch, cw), shards=(1, BANDS, sh, sw), fill_value=0,
-                         compressors=settings.codecs["embeddings"].zarr_compressors(EMBEDDINGS_DTYPE),
-                         dimension_names=["time", "band", "y", "x"])
-        grp.create_array("scales", shape=(t, g.height, g.width), dtype=SCALES_DTYPE,
-                         chunks=(1, ch, cw), shards=(1, sh, sw), fill_value=float("inf"),
-                         compressors=settings.codecs["scales"].zarr_compressors(SCALES_DTYPE),
-                         dimension_names=["time", "y", "x"])
-        _coord(grp, "time", np.asarray(time, dtype="int32"), {"long_name": "year", "units": "year"})
-        _coord(grp, "band", np.arange(BANDS, dtype="int32"), {"long_name": "embedding dimension"})
-        _coord(grp, "x", g.origin_x + (np.arange(g.width, dtype="float64") + 0.5) * PIXEL_M,
-               {"standard_name": "projection_x_coordinate", "units": "m"})
-        _coord(grp, "y", g.origin_y - (np.arange(g.height, dtype="float64") + 0.5) * PIXEL_M,
-               {"standard_name": "projection_y_coordinate", "units": "m"})
+        grp = root.create_group(zone_group(zone), attributes=grid_attributes(g))
+        z = Zone(g, tuple(time), tuple(shard), tuple(chunk))
+        for decl in ZONE_ARRAYS.values():
+            _create(grp, decl, z, codecs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr warns that consolidated metadata is not yet in the v3 spec
         zarr.consolidate_metadata(mem)
     return {key: buf.to_bytes() for key, buf in sorted(mem._store_dict.items())}
 
 
-def _coord(grp, name: str, values: np.ndarray, attrs: dict) -> None:
-    arr = grp.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(min(len(values), COORD_CHUNK),),
-                           dimension_names=[name], attributes=attrs, fill_value=0)
-    arr[:] = values
+def _create(grp, decl: ArrayDecl, zone: Zone, codecs: Mapping[str, Any]) -> None:
+    """Create one declared array in a zone group (and write a coordinate's values)."""
+    kw: dict[str, Any] = {}
+    shards = decl.shards(zone)
+    if shards is not None:
+        kw["shards"] = {"shape": shards, "index_location": decl.index_layout(zone).location}
+    if decl.codec is not None:
+        kw["compressors"] = codecs[decl.codec].zarr_compressors(decl.dtype)
+    if decl.attributes:
+        kw["attributes"] = decl.attributes
+    arr = grp.create_array(decl.name, shape=decl.shape(zone), dtype=decl.dtype, chunks=decl.chunks(zone),
+                           fill_value=decl.fill, dimension_names=list(decl.dims), **kw)
+    if decl.values is not None:
+        arr[:] = decl.values(zone)

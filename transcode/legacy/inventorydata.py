@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from transcode.format.keys import zone_group
 from transcode.format.tilecolumns import footprints
 from transcode.legacy.archive import landmask_root_of
 from transcode.legacy.dataset import Dataset
@@ -129,7 +130,7 @@ class Inventory:
             per_year[str(year)] = {"tiles": b - a, "usable": int(rows["usable"].sum()), "bytes": nbytes}
             counts = np.bincount(rows["zone"].astype(np.int64), minlength=61)
             for z in np.flatnonzero(counts).tolist():
-                per_zone.setdefault(f"utm{z:02d}", {})[str(year)] = int(counts[z])
+                per_zone.setdefault(zone_group(z), {})[str(year)] = int(counts[z])
         cells = tile_cells(t)
         masks = cell_key(self.masks["lon_i"], self.masks["lat_i"])
         covered = int(np.isin(cells, masks).sum())

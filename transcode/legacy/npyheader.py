@@ -10,14 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# a tile holds what the store holds: int8 vectors of BANDS values and one float32 scale per pixel
+from transcode.format.arrays import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE
+
+__all__ = ["BANDS", "EMBEDDINGS_DTYPE", "SCALES_DTYPE", "NpyHeader", "NpyHeaderError", "check_embeddings_header",
+           "check_scales_header", "header_span", "parse_npy_header"]
 MAGIC = b"\x93NUMPY"
 FIRST_READ = 4096  # enough for any real tile header (128 bytes); longer headers are read on demand
 MAX_HEADER = 1 << 20
-BANDS = 128
 MAX_TILE_SIDE = 4096  # a 0.1° cell is ~1120 px at most; anything far beyond that is not a tile
-
-EMBEDDINGS_DTYPE = np.dtype("int8")
-SCALES_DTYPE = np.dtype("<f4")
 
 
 # the dict numpy's writer emits, exactly; anything else goes through the full literal parser

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transcode.errors import StorageError
+from transcode.errors import StorageError, TransientStorageError
 from transcode.format.grid import parse_tile_name, tile_name
 from transcode.legacy.archive import LegacyArchive
 from transcode.legacy.dataset import Claim, normalize_variant, normalize_version
@@ -174,6 +174,8 @@ def check_registries(archive: LegacyArchive, tiles: np.ndarray, masks: np.ndarra
         out.sources.append(obj.key)
         try:
             reader(archive, obj.key, match, out)
+        except TransientStorageError:
+            raise  # says nothing about the registry: never recorded as a problem of the archive
         except StorageError as e:
             out.problems.append(Problem(obj.key, "registry-unreadable", e.reason))
         except Exception as e:  # a corrupt parquet file raises pyarrow's own errors

@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from transcode.errors import ArchiveError, StorageError
+from transcode.errors import ArchiveError, StorageError, TransientStorageError
 from transcode.format.grid import TileId
 from transcode.legacy.archive import LegacyArchive, TileFiles
 from transcode.legacy.npyheader import NpyHeader, check_embeddings_header, check_scales_header
@@ -106,6 +106,8 @@ def _inspect_landmasks(storage: Storage, batch: list[tuple[TileId, ObjectInfo]],
                                         tile=tile.name))
             if verify:
                 row += (np.frombuffer(sha256_of(storage, obj.key), np.uint8),)
+        except TransientStorageError:
+            raise  # says nothing about the file: never recorded as a problem of the archive
         except StorageError as e:
             problems.append(Problem(obj.key, "unreadable", e.reason, tile=tile.name))
             if verify:
@@ -141,6 +143,8 @@ def _inspect_tile(storage: Storage, t: TileFiles, verify: bool) -> tuple[tuple, 
         except ArchiveError as e:
             problem(key, "bad-header", e.reason)
             continue
+        except TransientStorageError:
+            raise
         except StorageError as e:
             problem(key, "unreadable", e.reason)
             continue
@@ -173,6 +177,8 @@ def _digest(storage: Storage, obj: ObjectInfo | None, problem: Callable[[str, st
         return bytes(32)
     try:
         return sha256_of(storage, obj.key)
+    except TransientStorageError:
+        raise
     except StorageError as e:
         problem(obj.key, "unreadable", e.reason)
         return bytes(32)
@@ -185,6 +191,8 @@ def _check_dir_sums(storage: Storage, t: TileFiles, digest: tuple[bytes, bytes],
     files = {f"{t.name}.npy": (t.embeddings, digest[0]), f"{t.name}_scales.npy": (t.scales, digest[1])}
     try:
         text = storage.read(source).decode("utf-8")
+    except TransientStorageError:
+        raise
     except StorageError as e:
         problems.append(Problem(source, "registry-unreadable", e.reason, year=t.year, tile=t.name))
         return

@@ -18,6 +18,7 @@ from transcode.legacy.npyheader import (
     parse_npy_header,
 )
 from transcode.storage import Storage
+from transcode.storage.causes import os_error
 
 
 def read_npy_header(storage: Storage, key: str) -> NpyHeader:
@@ -111,7 +112,7 @@ class NpyTileFile:
                 self._fd = os.open(path, os.O_RDONLY)
             got = os.preadv(self._fd, buffers, start)
         except OSError as e:
-            raise ArchiveError(str(path), f"cannot read: {e.strerror or e}") from e
+            raise os_error(str(path), e, "read") from e
         if got != length or length != window.shape[0] * row_bytes + (window.shape[0] - 1) * gap:
             raise ArchiveError(str(path), f"truncated: wanted bytes {start}..{start + length - 1}, got {got} bytes")
 
@@ -135,7 +136,7 @@ class NpyTileFile:
                     self._fd = os.open(path, os.O_RDONLY)
                 got = os.preadv(self._fd, [data], start)
             except OSError as e:
-                raise ArchiveError(str(path), f"cannot read: {e.strerror or e}") from e
+                raise os_error(str(path), e, "read") from e
         else:
             data = self.storage.read_range(self.key, start, length)
             got = len(data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import sys
 import threading
 import time
 from collections import deque
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from transcode.errors import StorageError, StoreError, UsageError
+from transcode.errors import ObjectNotFoundError, StorageError, StoreError, UsageError
 from transcode.mirrors import etags
 from transcode.mirrors.checkpoint import Checkpoint
 from transcode.mirrors.content import content_evidence, digest
@@ -126,8 +125,8 @@ class Verifier:
         return {"mirrors": [m.describe() for m in self.mirrors], "level": o.level, "sample": o.sample,
                 "seed": o.seed, "exclude": list(o.exclude), "manifest": o.manifest, "source_of_truth": o.source_of_truth}
 
-    def _wrap(self, i: int, e: Exception) -> StorageError:
-        return StorageError(f"mirror {self.mirrors[i].name!r}", str(e))
+    def _wrap(self, i: int, e: StorageError) -> StorageError:
+        return e.within(f"mirror {self.mirrors[i].name!r}")
 
     def _listing(self, i: int, after: str | None) -> Iterator[ObjectInfo]:
         """Mirror i's listing (after `after`), fetched ahead in a thread that starts now."""
@@ -174,10 +173,10 @@ class Verifier:
         else:
             for i in order:
                 try:
-                    self.storages[i].stat(MANIFEST_KEY)
+                    self.retrier.call(self.mirrors[i].name, lambda s=self.storages[i]: s.stat(MANIFEST_KEY))
+                except ObjectNotFoundError:
+                    continue
                 except StorageError as e:
-                    if "no such" in str(e):
-                        continue
                     raise self._wrap(i, e) from e
                 self.manifest = ManifestFile(self.storages[i], f"mirror {self.mirrors[i].name!r}: {MANIFEST_KEY}")
                 self.manifest_from = self.mirrors[i].name
@@ -193,13 +192,16 @@ class Verifier:
         self.pol = Policy(self.pol.names, self.level, self.source, True)
 
     def read_meta(self, key: str) -> bytes | None:
-        """A small store object (zarr.json, settings) from the source of truth, else the first mirror that has it."""
+        """A small store object (zarr.json, settings) from the source of truth, else the first mirror that has it;
+        None when none has it. A failure other than absence is raised (retried first when transient)."""
         order = ([self.source] if self.source is not None else []) + list(range(len(self.mirrors)))
         for i in order:
             try:
-                return self.storages[i].read(key)
-            except StorageError:
+                return self.retrier.call(self.mirrors[i].name, lambda s=self.storages[i]: s.read(key))
+            except ObjectNotFoundError:
                 continue
+            except StorageError as e:
+                raise self._wrap(i, e) from e
         return None
 
     # ------------------------------------------------------------------ evidence
@@ -346,8 +348,8 @@ class Verifier:
                 self._save(ckpt)
                 ckpt.close()
             if isinstance(e, KeyboardInterrupt) and self.watermark is not None:
-                print(f"tessera-transcode verify-mirrors: interrupted after {self.tally.keys} keys; state saved in "
-                      f"{ckpt.path}: run the same command again to resume", file=sys.stderr)
+                e.add_note(f"stopped after {self.tally.keys} keys; state saved in {ckpt.path}: run the same "
+                           "verification again to resume")
             raise
         finally:
             for p in self._prefetch:

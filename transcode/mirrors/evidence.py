@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transcode.format.sidecar import in_sidecar
 from transcode.storage import ObjectInfo
 
 LEVELS = ("list", "etag", "manifest", "zarr", "content")
@@ -21,8 +22,8 @@ class Policy:
     manifest: bool = False
 
     def uses_manifest(self, key: str) -> bool:
-        """The manifest covers every Zarr object; `.tessera/` (journal, manifest, settings) is not in it."""
-        return self.manifest and not key.startswith(".tessera/")
+        """The manifest covers every Zarr object; the sidecar (journal, manifest, settings) is not in it."""
+        return self.manifest and not in_sidecar(key)
 
 
 @dataclass
@@ -70,7 +71,7 @@ class KeyCase:
 
     key: str
     copies: list[ObjectInfo | None]
-    record: object | None = None  # ManifestRow when the manifest is used for this key
+    record: object | None = None  # an ObjectRecord when the manifest is used for this key
     parent: list[int] = field(default_factory=list)
     diffs: list[tuple[int, int, str, str]] = field(default_factory=list)
     notes: dict[int, list[str]] = field(default_factory=dict)

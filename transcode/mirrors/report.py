@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
@@ -78,12 +77,22 @@ def _shown(key: str) -> str:
 
 
 class Reporter:
-    """Writes differences as they are committed, then a summary (text, or one JSON object per line)."""
+    """Writes differences as they are committed, then a summary (text, or one JSON object per line), to `out`."""
 
-    def __init__(self, json_lines: bool = False, out: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(self, out: TextIO, json_lines: bool = False, quiet: bool = False) -> None:
         self.json = json_lines
-        self.out = out or sys.stdout
+        self.out = out
         self.quiet = quiet
+
+    def record(self, doc: dict) -> None:
+        """Any record of the stream, by its type: difference, summary, or an event (plan, repair)."""
+        kind = doc.get("type")
+        if kind == "difference":
+            self.difference(doc)
+        elif kind == "summary":
+            self.summary(doc)
+        else:
+            self.event(doc)
 
     def _line(self, text: str) -> None:
         self.out.write(text + "\n")

@@ -1,5 +1,6 @@
 """Retries with exponential backoff for what botocore does not retry itself (streamed bodies cut short, resets
-after its own attempts), counted per mirror for the summary."""
+after its own attempts), counted per mirror for the summary. What is worth retrying is decided by the storage
+error's type (TransientStorageError) alone."""
 
 from __future__ import annotations
 
@@ -10,33 +11,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
-T = TypeVar("T")
+from transcode.errors import TransientStorageError
 
-_TRANSIENT_TYPES = {
-    "ConnectionError", "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
-    "ResponseStreamingError", "IncompleteReadError", "ProtocolError", "IncompleteRead", "ConnectionResetError",
-    "RemoteDisconnected", "TimeoutError", "socket.timeout", "BrokenPipeError",
-}
-_TRANSIENT_CODES = {"SlowDown", "503", "500", "502", "504", "InternalError", "ServiceUnavailable", "RequestTimeout",
-                    "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
+T = TypeVar("T")
 
 
 def transient_reason(exc: BaseException) -> str | None:
-    """A short reason when `exc` (or what caused it) is worth retrying: throttling, resets, timeouts."""
-    seen = 0
-    e: BaseException | None = exc
-    while e is not None and seen < 8:
-        name = type(e).__name__
-        if name in _TRANSIENT_TYPES:
-            return name
-        resp = getattr(e, "response", None)
-        if isinstance(resp, dict):
-            code = str(resp.get("Error", {}).get("Code", ""))
-            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in _TRANSIENT_CODES or status in (500, 502, 503, 504):
-                return f"{status} {code}".strip()
-        e = e.__cause__ or e.__context__
-        seen += 1
+    """A short reason (the storage error's cause: "503 SlowDown", "ResponseStreamingError", "EIO") when `exc` is a
+    transient storage failure worth retrying, else None."""
+    if isinstance(exc, TransientStorageError):
+        return exc.cause or type(exc).__name__
     return None
 
 

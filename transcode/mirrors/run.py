@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from transcode.format.sidecar import SETTINGS_KEY
 from transcode.mirrors.engine import Outcome, Verifier, VerifyOptions
 from transcode.mirrors.repair import execute, write_plan
 from transcode.mirrors.report import Reporter
@@ -38,7 +39,7 @@ def _store_part_size(v: Verifier) -> int:
     """The store's own part size: from its manifest rows, else its convert settings, else the default."""
     if v.manifest_part_size:
         return v.manifest_part_size
-    raw = v.read_meta(".tessera/convert.json")
+    raw = v.read_meta(SETTINGS_KEY)
     try:
         p = json.loads(raw).get("part_size") if raw else None
     except ValueError:

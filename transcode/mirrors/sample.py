@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 
+from transcode.format.manifest import ObjectRecord
 from transcode.mirrors.evidence import KeyCase, Verdict
-from transcode.mirrors.manifest_rows import ManifestRow
 from transcode.storage import ObjectInfo
 
 
@@ -50,5 +50,5 @@ class Reservoir:
     def case(key: str, entry: dict) -> KeyCase:
         """The key's case rebuilt from an entry (no proofs yet)."""
         copies = [ObjectInfo(c[0], c[1], c[2]) if c is not None else None for c in entry["copies"]]
-        record = ManifestRow(*entry["record"]) if entry["record"] is not None else None
+        record = ObjectRecord(*entry["record"]) if entry["record"] is not None else None
         return KeyCase(key, copies, record)

@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from transcode.errors import UsageError
+from transcode.errors import DeprecatedSpellingWarning, UsageError
 from transcode.storage import S3Options, Storage, open_storage
+from transcode.storage.settings import DEPRECATED_NAMES, settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MiB = 1024 * 1024
-# option name -> (S3Options field or "part_size", kind)
-OPTION_KEYS = {
-    "endpoint-url": ("endpoint_url", str), "endpoint": ("endpoint_url", str), "region": ("region", str),
-    "profile": ("profile", str), "anonymous": ("anonymous", bool), "path-style": ("path_style", bool),
-    "ca-bundle": ("ca_bundle", str), "part-size": ("part_size", int),
-}
+# option name -> (S3Options field or "part_size", kind): the S3 settings of every verb, plus the part size
+OPTION_KEYS = {s.name: (s.field, bool if s.is_flag else str) for s in settings(writes=True)}
+OPTION_KEYS["part-size"] = ("part_size", int)
+# old option names -> the ones that replaced them (same meaning)
+OLD_OPTION_KEYS = {**DEPRECATED_NAMES, "endpoint": "endpoint-url"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -52,39 +53,10 @@ class Mirror:
         if self.is_s3:
             d.update({"endpoint_url": o.endpoint_url, "region": o.region, "profile": o.profile,
                       "anonymous": o.anonymous, "path_style": o.path_style})
+            d.update({k: v for k, v in (("acl", o.acl), ("requester_pays", o.requester_pays)) if v})
         if self.part_size:
             d["part_size"] = self.part_size
         return d
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: 0, 1, 2, ..."""
-    import argparse
-
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {n}")
-    return n
-
-
-def allow_intermixed(parser) -> None:
-    """Let MIRROR arguments and options come in any order (`A -O a:k=v B`): argparse alone stops reading
-    positionals at the first option."""
-    base = parser.__class__
-
-    def parse_known_args(self, args=None, namespace=None):
-        if getattr(self, "_intermixing", False):
-            return base.parse_known_args(self, args, namespace)
-        self._intermixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._intermixing = False
-
-    parser.__class__ = type(base.__name__, (base,), {"parse_known_args": parse_known_args})
 
 
 def _bool(text: str, where: str) -> bool:
@@ -97,6 +69,9 @@ def _bool(text: str, where: str) -> bool:
 
 
 def _apply(values: dict, key: str, value, where: str) -> None:
+    if key in OLD_OPTION_KEYS:
+        DeprecatedSpellingWarning.issue(f"mirror option {key!r} ({where})", repr(OLD_OPTION_KEYS[key]))
+        key = OLD_OPTION_KEYS[key]
     if key not in OPTION_KEYS:
         raise UsageError(where, f"unknown mirror option {key!r} (known: {', '.join(sorted(OPTION_KEYS))})")
     attr, kind = OPTION_KEYS[key]
@@ -145,23 +120,48 @@ def load_mirrors_file(path: str) -> list[Mirror]:
     table = doc.get("mirrors") if isinstance(doc, dict) else None
     if not isinstance(table, dict) or not table:
         raise UsageError(path, "a mirrors file needs a non-empty 'mirrors' table: [mirrors.NAME] url = ...")
+    return mirrors_from_table(table, f"{path}: mirrors")
+
+
+def mirrors_from_table(table: Mapping[str, Mapping | str], where: str) -> list[Mirror]:
+    """Mirrors from {NAME: URL} or {NAME: {"url": URL, KEY: VALUE, ...}} (a mirrors file's table, or the API's)."""
     out = []
     for name, body in table.items():
-        where = f"{path}: mirrors.{name}"
-        if not isinstance(body, dict) or "url" not in body:
-            raise UsageError(where, "each mirror needs a 'url'")
+        here = f"{where}.{name}"
+        body = {"url": body} if isinstance(body, str) else body
+        if not isinstance(body, Mapping) or "url" not in body:
+            raise UsageError(here, "each mirror needs a 'url'")
         values: dict = {}
         for k, v in body.items():
             if k != "url":
-                _apply(values, k.replace("_", "-"), v, where)
-        out.append(_make(str(name), str(body["url"]), values, where))
+                _apply(values, k.replace("_", "-"), v, here)
+        out.append(_make(str(name), str(body["url"]), values, here))
     return out
 
 
-def parse_mirrors(args: list[str], options: list[str] | None = None, mirrors_file: str | None = None) -> list[Mirror]:
-    """Mirrors from the command line: a mirrors file (all of it, or the names given as arguments), then
-    `[NAME=]URL` arguments (unnamed ones are m1, m2, ... by position), then `NAME:KEY=VALUE` options."""
+def _option_items(options: Sequence[str] | Mapping[str, Mapping] | None) -> list[tuple[str, str, str, object]]:
+    """(where, mirror name, key, value) of `NAME:KEY=VALUE` strings (a bare `NAME:KEY` is a yes) or of
+    {NAME: {KEY: VALUE}}."""
+    if isinstance(options, Mapping):
+        return [(f"mirror_options[{name!r}]", name, str(key).replace("_", "-"), value)
+                for name, values in options.items() for key, value in values.items()]
+    items = []
+    for opt in options or []:
+        where = f"--mirror-option {opt}"
+        name, sep, rest = opt.partition(":")
+        if not sep or not rest:
+            raise UsageError(where, "expected NAME:KEY=VALUE, e.g. ceph:endpoint-url=https://rgw.example.org")
+        key, eq, value = rest.partition("=")
+        items.append((where, name, key.strip(), value if eq else "true"))
+    return items
+
+
+def parse_mirrors(args: Sequence[str], options: Sequence[str] | Mapping[str, Mapping] | None = None,
+                  mirrors_file: str | None = None, table: Mapping[str, Mapping | str] | None = None) -> list[Mirror]:
+    """Mirrors from a mirrors file and/or a `table` like one (all of them, or the names given as arguments), then
+    `[NAME=]URL` arguments (unnamed ones are m1, m2, ... by position), then the options of named mirrors."""
     from_file = load_mirrors_file(mirrors_file) if mirrors_file else []
+    from_file += mirrors_from_table(table, "mirrors") if table else []
     by_name = {m.name: m for m in from_file}
     chosen: list[Mirror] = []
     inline: list[str] = []
@@ -182,18 +182,10 @@ def parse_mirrors(args: list[str], options: list[str] | None = None, mirrors_fil
         raise UsageError("mirrors", f"mirror names must be unique: {', '.join(dup)} given twice")
     index = {m.name: i for i, m in enumerate(mirrors)}
     pending: dict[int, dict] = {}
-    for opt in options or []:
-        where = f"--mirror-option {opt}"
-        name, sep, rest = opt.partition(":")
-        if not sep or not rest:
-            raise UsageError(where, "expected NAME:KEY=VALUE, e.g. ceph:endpoint-url=https://rgw.example.org")
+    for where, name, key, value in _option_items(options):
         if name not in index:
             raise UsageError(where, f"no mirror named {name!r} (mirrors: {', '.join(names) or 'none'})")
-        key, eq, value = rest.partition("=")
-        if not eq:
-            value = "true"  # a bare flag such as `aws:anonymous`
-        values = pending.setdefault(index[name], {})
-        _apply(values, key.strip(), value, where)
+        _apply(pending.setdefault(index[name], {}), key, value, where)
     for i, values in pending.items():
         m = mirrors[i]
         current = {k: v for k, v in m.options.__dict__.items() if v not in (None, False)}

@@ -6,36 +6,25 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import crc32c
+import numpy as np
 
+from transcode.format.shardindex import IndexLayout, ShardIndexError, outside
 from transcode.mirrors.evidence import KeyCase, Policy
 from transcode.storage import Storage, StorageError
 
 SMALL = 256 * 1024  # objects up to this size cost one GET to read whole
-MISSING = 2**64 - 1
-
-
-@dataclass(frozen=True)
-class ShardSpec:
-    """Where a sharded array's index sits and how big it is."""
-
-    chunks: int
-    index_nbytes: int
-    at_end: bool
-    crc: bool
 
 
 class ZarrLayout:
-    """Shard specs of the store's arrays, from the root zarr.json's consolidated metadata (or each array's
+    """Shard index layouts of the store's arrays, from the root zarr.json's consolidated metadata (or each array's
     own zarr.json, read once when a chunk key of an unknown array shows up)."""
 
     def __init__(self, read: Callable[[str], bytes | None]) -> None:
         self._read = read
-        self._specs: dict[str, ShardSpec | None] = {}
+        self._specs: dict[str, IndexLayout | None] = {}
         root = self._json("zarr.json")
         nodes = ((root or {}).get("consolidated_metadata") or {}).get("metadata") or {}
         for path, meta in nodes.items():
@@ -51,8 +40,8 @@ class ZarrLayout:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def shard(self, key: str) -> ShardSpec | None:
-        """The spec when `key` is a chunk (shard) key of a sharded array, else None."""
+    def shard(self, key: str) -> IndexLayout | None:
+        """The index layout when `key` is a chunk (shard) key of a sharded array, else None."""
         start = 0
         while True:
             idx = key.find("/c/", start)
@@ -67,8 +56,9 @@ class ZarrLayout:
             start = idx + 1
 
 
-def shard_spec(meta: dict) -> ShardSpec | None:
-    """ShardSpec of an array's metadata when it uses `sharding_indexed` with the default chunk key encoding."""
+def shard_spec(meta: dict) -> IndexLayout | None:
+    """The shard index layout of an array's metadata when it uses `sharding_indexed` with the default chunk key
+    encoding, else None."""
     if meta.get("node_type") != "array":
         return None
     codecs = meta.get("codecs") or []
@@ -81,40 +71,34 @@ def shard_spec(meta: dict) -> ShardSpec | None:
         cfg = codecs[0]["configuration"]
         shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
         inner = cfg["chunk_shape"]
-        chunks = math.prod(-(-s // c) for s, c in zip(shard, inner))
-    except (KeyError, TypeError, ZeroDivisionError):
+        return IndexLayout.from_sharding(math.prod(-(-s // c) for s, c in zip(shard, inner)), cfg)
+    except (KeyError, TypeError, ZeroDivisionError, AttributeError, ShardIndexError):
         return None
-    names = [c.get("name") for c in cfg.get("index_codecs") or []]
-    crc = "crc32c" in names
-    return ShardSpec(chunks, chunks * 16 + (4 if crc else 0), cfg.get("index_location", "end") == "end", crc)
 
 
-def check_index(raw: bytes, spec: ShardSpec, size: int) -> str | None:
+def check_index(raw: bytes, spec: IndexLayout, size: int) -> str | None:
     """Why a shard index is broken (bad CRC32C, chunks outside the object), or None when sound."""
-    if len(raw) != spec.index_nbytes:
-        return f"shard index is {len(raw)} bytes, expected {spec.index_nbytes}"
-    body = raw[:-4] if spec.crc else raw
-    if spec.crc and struct.unpack("<I", raw[-4:])[0] != crc32c.crc32c(body):
-        return "shard index CRC32C does not match"
-    lo, hi = (0, size - spec.index_nbytes) if spec.at_end else (spec.index_nbytes, size)
-    for c in range(spec.chunks):
-        off, nb = struct.unpack_from("<QQ", body, 16 * c)
-        if off == MISSING and nb == MISSING:
-            continue
-        if off < lo or off + nb > hi:
-            return f"shard index entry {c} ({off}+{nb}) lies outside the chunk data"
+    try:
+        index = spec.decode(raw)
+    except ShardIndexError as e:
+        return f"shard {e}"
+    bad = np.flatnonzero(outside(index, *spec.data_range(size)))
+    if bad.size:
+        c = int(bad[0])
+        return f"shard index entry {c} ({int(index[c, 0])}+{int(index[c, 1])}) lies outside the chunk data"
     return None
 
 
-def index_difference(a: bytes, b: bytes, spec: ShardSpec) -> str:
+def index_difference(a: bytes, b: bytes, spec: IndexLayout) -> str:
     """Which inner chunk entry first differs between two shard indexes."""
-    for c in range(spec.chunks):
-        ea, eb = a[16 * c:16 * c + 16], b[16 * c:16 * c + 16]
-        if ea != eb:
-            oa, na = struct.unpack("<QQ", ea) if len(ea) == 16 else (None, None)
-            ob, nb = struct.unpack("<QQ", eb) if len(eb) == 16 else (None, None)
+    ea, eb = spec.entries(a), spec.entries(b)
+    for c in range(spec.n_chunks):
+        if c >= len(ea) or c >= len(eb) or tuple(ea[c]) != tuple(eb[c]):
+            oa, na = (int(v) for v in ea[c]) if c < len(ea) else (None, None)
+            ob, nb = (int(v) for v in eb[c]) if c < len(eb) else (None, None)
             return f"inner chunk {c}: offset/bytes {oa}/{na} vs {ob}/{nb}"
     return "index checksum differs"
+
 
 
 def json_difference(a: bytes, b: bytes) -> str:
@@ -191,12 +175,12 @@ def zarr_evidence(case: KeyCase, pol: Policy, storages: list[Storage], layout: Z
                 case.differ(i, case.n, "zarr", why)
         return
     spec = layout.shard(case.key) if layout is not None else None
-    if spec is None or size < spec.index_nbytes:
+    if spec is None or size < spec.nbytes:
         for i in reps:
             case.note(i, "not a shard and too big to read at the zarr level")
         return
-    start = size - spec.index_nbytes if spec.at_end else 0
-    idx = {i: read(i, case.key, start, spec.index_nbytes) for i in reps}
+    start, length = spec.index_range(size)
+    idx = {i: read(i, case.key, start, length) for i in reps}
     broken = {i: check_index(raw, spec, size) for i, raw in idx.items()}
     for x, i in enumerate(reps):
         for j in reps[x + 1:]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from transcode.errors import StorageError
+from transcode.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
 from transcode.storage.base import (
     DEFAULT_PART_SIZE,
     PARTIAL_SUFFIX,
@@ -18,8 +18,9 @@ from transcode.storage.local import LocalStorage
 from transcode.storage.objectwriter import ObjectWriter
 from transcode.storage.s3 import S3Storage
 
-__all__ = ["DEFAULT_PART_SIZE", "PARTIAL_SUFFIX", "READ_BLOCK", "LocalStorage", "ObjectInfo", "ObjectWriter",
-           "S3Options", "S3Storage", "Storage", "StorageError", "join_key", "open_storage"]
+__all__ = ["DEFAULT_PART_SIZE", "PARTIAL_SUFFIX", "READ_BLOCK", "AccessDeniedError", "LocalStorage", "ObjectInfo",
+           "ObjectNotFoundError", "ObjectWriter", "S3Options", "S3Storage", "Storage", "StorageError",
+           "TransientStorageError", "join_key", "open_storage"]
 
 
 def open_storage(url: str | os.PathLike[str], options: S3Options | None = None) -> Storage:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from transcode.errors import StorageError
+from transcode.errors import ObjectNotFoundError
 from transcode.storage.objectwriter import ObjectWriter
 
 READ_BLOCK = 8 * 1024 * 1024
@@ -70,7 +70,7 @@ class Storage(ABC):
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo:
-        """Size (and ETag or mtime) of one object; StorageError if it does not exist."""
+        """Size (and ETag or mtime) of one object; ObjectNotFoundError if it does not exist."""
 
     @abstractmethod
     def read_range(self, key: str, start: int, length: int) -> bytes:
@@ -103,10 +103,11 @@ class Storage(ABC):
             return f.read()
 
     def exists(self, key: str) -> bool:
-        """True if the object exists."""
+        """True if the object exists, False if it does not; any other failure (denied, transient) is raised:
+        it says nothing about whether the object is there."""
         try:
             self.stat(key)
-        except StorageError:
+        except ObjectNotFoundError:
             return False
         return True
 

@@ -14,7 +14,7 @@ import os
 import queue
 from pathlib import Path
 
-from transcode.errors import StorageError
+from transcode.storage.causes import os_error
 from transcode.storage.objectwriter import ObjectWriter
 from transcode.storage.writebehind import WriteBehind
 
@@ -46,7 +46,7 @@ class FileWriter(ObjectWriter):
                 self.direct = False
                 self._fd = os.open(tmp, flags, 0o666)
         except OSError as e:
-            raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
+            raise os_error(str(path), e, "write") from e
         self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         for _ in range(2):  # one being written by the thread, one being filled here
             self._free.put(mmap.mmap(-1, STAGE_BYTES))
@@ -99,7 +99,7 @@ class FileWriter(ObjectWriter):
                     buf[n:length] = bytes(length - n)
                 self._pwrite_all(view[:length], offset)
         except OSError as e:
-            raise StorageError(str(self.path), f"cannot write: {e.strerror or e}") from e
+            raise os_error(str(self.path), e, "write") from e
         finally:
             self._free.put(buf)
 
@@ -127,7 +127,7 @@ class FileWriter(ObjectWriter):
             os.replace(self.tmp, self.path)
         except OSError as e:
             self.abort()
-            raise StorageError(str(self.path), f"cannot write: {e.strerror or e}") from e
+            raise os_error(str(self.path), e, "write") from e
         except BaseException:
             self.abort()
             raise

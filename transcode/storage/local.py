@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import stat as stat_mod
 import uuid
@@ -13,6 +16,7 @@ from typing import BinaryIO
 
 from transcode.errors import StorageError
 from transcode.storage.base import DEFAULT_PART_SIZE, PARTIAL_SUFFIX, ObjectInfo, Storage
+from transcode.storage.causes import OS_NOT_FOUND, os_error
 from transcode.storage.filewriter import FileWriter
 from transcode.storage.objectwriter import ObjectWriter
 
@@ -20,6 +24,28 @@ from transcode.storage.objectwriter import ObjectWriter
 def _partial_path(path: Path) -> Path:
     """A unique temporary name beside `path` (`.<name>.<random>.partial`), discarded by the next run if left."""
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
+
+
+class _LocalFile(io.FileIO):
+    """A file opened for reading whose read errors are the typed storage errors."""
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return super().read(size)
+        except OSError as e:
+            raise os_error(str(self.name), e, "read") from e
+
+    def readall(self) -> bytes:
+        try:
+            return super().readall()
+        except OSError as e:
+            raise os_error(str(self.name), e, "read") from e
+
+    def readinto(self, b) -> int:
+        try:
+            return super().readinto(b)
+        except OSError as e:
+            raise os_error(str(self.name), e, "read") from e
 
 
 BATCH = 64  # entries a listing thread takes at once
@@ -30,7 +56,9 @@ def _sorted_entries(directory: Path) -> list[tuple[os.DirEntry, bool]]:
     try:
         entries = list(os.scandir(directory))
     except OSError as e:
-        raise StorageError(str(directory), f"cannot list: {e.strerror or e}") from e
+        if e.errno in OS_NOT_FOUND:
+            return []  # removed while the listing ran: nothing below it any more
+        raise os_error(str(directory), e, "list") from e
     decorated = []
     for entry in entries:
         try:
@@ -71,7 +99,8 @@ def _batches(directory: Path, rel: str, depth: int) -> Iterator[list[tuple[os.Di
 
 
 class LocalStorage(Storage):
-    """A directory tree on a POSIX file system."""
+    """A directory tree on a POSIX file system; OS errors become the typed storage errors (see `causes.os_error`:
+    ENOENT/ENOTDIR not found, EACCES/EPERM/EROFS access denied, EIO/ESTALE/EAGAIN/timeouts transient)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -142,19 +171,19 @@ class LocalStorage(Storage):
         base = self._path(prefix.strip("/"))
         try:
             return sorted((e.name for e in os.scandir(base) if e.is_dir()), key=lambda n: n.encode())
-        except FileNotFoundError:
-            return []
         except OSError as e:
-            raise StorageError(str(base), f"cannot list: {e.strerror or e}") from e
+            if e.errno in OS_NOT_FOUND:
+                return []  # as on S3: a prefix with nothing below it has no sub-directories
+            raise os_error(str(base), e, "list") from e
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:
             st = path.stat()
-        except FileNotFoundError as e:
-            raise StorageError(str(path), "no such file") from e
         except OSError as e:
-            raise StorageError(str(path), f"cannot stat: {e.strerror or e}") from e
+            raise os_error(str(path), e, "stat") from e
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise StorageError(str(path), "is a directory where an object was expected", errno.errorcode[errno.EISDIR])
         if not stat_mod.S_ISREG(st.st_mode):
             raise StorageError(str(path), "is not a regular file")
         return ObjectInfo(key, st.st_size, None, st.st_mtime)
@@ -164,7 +193,7 @@ class LocalStorage(Storage):
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as e:
-            raise StorageError(path, f"cannot read: {e.strerror or e}") from e
+            raise os_error(path, e, "read") from e
         try:
             parts = []
             while length > 0:  # pread returns less only at the end of the file (or on a signal)
@@ -175,30 +204,31 @@ class LocalStorage(Storage):
                 start, length = start + len(data), length - len(data)
             return b"".join(parts)
         except OSError as e:
-            raise StorageError(path, f"cannot read: {e.strerror or e}") from e
+            raise os_error(path, e, "read") from e
         finally:
             os.close(fd)
 
     def open(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:
-            return open(path, "rb")
+            return _LocalFile(path, "rb")
         except OSError as e:
-            raise StorageError(str(path), f"cannot open: {e.strerror or e}") from e
+            raise os_error(str(path), e, "open") from e
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _partial_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(str(path), f"cannot write: {e.strerror or e}") from e
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise os_error(str(path), e, "write") from e
 
     def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
         path = self._path(key)
@@ -210,7 +240,7 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise StorageError(str(self._path(key)), f"cannot delete: {e.strerror or e}") from e
+            raise os_error(str(self._path(key)), e, "delete") from e
 
     def discard_abandoned_writes(self) -> int:
         n = 0

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import io
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from transcode.errors import StorageError
 from transcode.storage.base import DEFAULT_PART_SIZE, ObjectInfo, S3Options, Storage, join_key
+from transcode.storage.causes import s3_error, transient_response
 from transcode.storage.objectwriter import ObjectWriter
 from transcode.storage.writebehind import WriteBehind
 
+DEFAULT_ATTEMPTS = 8  # botocore attempts per request, retries included, unless S3Options.max_attempts says
+
 
 class S3Storage(Storage):
-    """A prefix in an S3 bucket (AWS, Ceph RGW or any S3-compatible endpoint), through boto3."""
+    """A prefix in an S3 bucket (AWS, Ceph RGW or any S3-compatible endpoint), through boto3.
+
+    Failures are the typed storage errors (`causes.s3_error`), raised once botocore's own retries ran out.
+    `options.acl` is sent with every object written (PutObject, CreateMultipartUpload); `options.requester_pays`
+    sends RequestPayer=requester with every request. Credentials come only from botocore's chain (environment,
+    profile, instance role) and never appear in an error message."""
 
     def __init__(self, bucket: str, prefix: str = "", options: S3Options | None = None, client=None) -> None:
         self.bucket = bucket
@@ -28,6 +37,9 @@ class S3Storage(Storage):
         self.calls: Counter[str] = Counter()  # API calls made (a call retried twice counts once here, 3x in requests)
         self.transient: Counter[str] = Counter()  # failed attempts that botocore may retry, by reason
         self._lock = threading.Lock()
+        self._pay = {"RequestPayer": "requester"} if self.options.requester_pays else {}
+        self._acl = {"ACL": self.options.acl} if self.options.acl else {}
+        self._credentials = None  # botocore's credentials object, only to keep its values out of messages
         self._client = client if client is not None else self._make_client()
         if client is None:
             events = self._client.meta.events
@@ -38,13 +50,14 @@ class S3Storage(Storage):
     def _make_client(self):
         import boto3
         import botocore
+        import botocore.exceptions
         from botocore.config import Config
 
         o = self.options
         cfg = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"mode": "standard", "max_attempts": o.max_attempts or 8},
+            retries={"mode": "standard", "total_max_attempts": o.max_attempts or DEFAULT_ATTEMPTS},
             max_pool_connections=o.max_connections or 32,
             connect_timeout=o.timeout or 60,
             read_timeout=o.timeout or 60,
@@ -53,10 +66,15 @@ class S3Storage(Storage):
         )
         try:
             session = boto3.session.Session(profile_name=o.profile) if o.profile else boto3.session.Session()
-        except Exception as e:  # botocore.exceptions.ProfileNotFound and friends
-            raise StorageError(self.url, f"cannot set up credentials: {e}") from e
-        return session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region, config=cfg,
-                              verify=o.ca_bundle if o.ca_bundle else None)
+            client = session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region, config=cfg,
+                                    verify=o.ca_bundle if o.ca_bundle else None)
+            self._credentials = None if o.anonymous else session.get_credentials()
+        except botocore.exceptions.ProfileNotFound as e:
+            raise StorageError(self.url, f"no AWS profile named {o.profile!r} in the AWS config files",
+                               type(e).__name__) from e
+        except Exception as e:  # a broken config file or credential source: classified like any other failure
+            raise self._error("", e) from e
+        return client
 
     def _count(self, event_name: str = "", **kwargs) -> None:
         # one call per HTTP request actually sent, retries included
@@ -78,9 +96,8 @@ class S3Storage(Storage):
             reason = type(caught_exception).__name__
         elif response is not None:
             status = getattr(response[0], "status_code", 0)
-            code = (response[1] or {}).get("Error", {}).get("Code", "")
-            if status >= 500 or status == 429 or code in ("SlowDown", "Throttling", "ThrottlingException",
-                                                          "RequestTimeout", "RequestTimeTooSkewed"):
+            code = str((response[1] or {}).get("Error", {}).get("Code", ""))
+            if transient_response(status, code):
                 reason = f"{status} {code}".strip()
         if reason:
             with self._lock:
@@ -94,22 +111,17 @@ class S3Storage(Storage):
     def _key(self, key: str) -> str:
         return join_key(self.prefix, key)
 
-    def _error(self, key: str, exc: Exception) -> StorageError:
-        where = f"s3://{self.bucket}/{self._key(key)}"
-        resp = getattr(exc, "response", None)
-        if resp:
-            err = resp.get("Error", {})
-            code = err.get("Code", "")
-            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            msg = err.get("Message") or ""
-            if code in ("NoSuchKey", "404", "NotFound"):
-                return StorageError(where, "no such object")
-            if code == "NoSuchBucket":
-                return StorageError(where, f"bucket {self.bucket!r} does not exist")
-            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
-                return StorageError(where, f"access denied ({code}): check credentials, profile and endpoint")
-            return StorageError(where, f"S3 error {code or status}: {msg}".rstrip(": "))
-        return StorageError(where, f"{type(exc).__name__}: {exc}")
+    def _error(self, key: str, exc: BaseException) -> StorageError:
+        """The typed error for a failed call about `key`, with no credential in its text."""
+        hide: list[str] = []
+        if self._credentials is not None:
+            try:
+                frozen = self._credentials.get_frozen_credentials()
+                hide = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
+            except Exception:  # noqa: BLE001 - credentials that cannot even be read cannot leak either
+                hide = []
+        attempts = self.options.max_attempts or DEFAULT_ATTEMPTS
+        return s3_error(f"s3://{self.bucket}/{self._key(key)}", exc, attempts, hide)
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         full = self._key(prefix)
@@ -118,7 +130,8 @@ class S3Storage(Storage):
         strip = len(self.prefix) + 1 if self.prefix else 0
         extra = {"StartAfter": self._key(start_after)} if start_after else {}
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, **extra)
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, **extra,
+                                                                           **self._pay)
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = obj["Key"][strip:]
@@ -152,7 +165,7 @@ class S3Storage(Storage):
         subs: list[str] = []
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
-                                                                           Delimiter="/")
+                                                                           Delimiter="/", **self._pay)
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = obj["Key"][strip:]
@@ -170,7 +183,8 @@ class S3Storage(Storage):
         """(length of part `part_number`, number of parts) from one HEAD; parts is None when the server
         ignores partNumber (Ceph RGW 16 answers with the whole object) or the object is a single PUT."""
         try:
-            r = self._client.head_object(Bucket=self.bucket, Key=self._key(key), PartNumber=part_number)
+            r = self._client.head_object(Bucket=self.bucket, Key=self._key(key), PartNumber=part_number,
+                                          **self._pay)
         except Exception as e:
             raise self._error(key, e) from e
         parts = r.get("PartsCount")
@@ -181,7 +195,8 @@ class S3Storage(Storage):
         full = full + "/" if full else ""
         names: list[str] = []
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full, Delimiter="/")
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
+                                                                           Delimiter="/", **self._pay)
             for page in pages:
                 names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         except Exception as e:
@@ -190,7 +205,7 @@ class S3Storage(Storage):
 
     def stat(self, key: str) -> ObjectInfo:
         try:
-            r = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+            r = self._client.head_object(Bucket=self.bucket, Key=self._key(key), **self._pay)
         except Exception as e:
             raise self._error(key, e) from e
         return ObjectInfo(key, int(r["ContentLength"]), r.get("ETag", "").strip('"') or None,
@@ -200,7 +215,8 @@ class S3Storage(Storage):
         if length <= 0:
             return b""
         try:
-            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}")
+            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                        Range=f"bytes={start}-{start + length - 1}", **self._pay)
             return r["Body"].read()
         except Exception as e:
             resp = getattr(e, "response", None)
@@ -210,14 +226,14 @@ class S3Storage(Storage):
 
     def open(self, key: str) -> BinaryIO:
         try:
-            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key), **self._pay)
         except Exception as e:
             raise self._error(key, e) from e
-        return _StreamingBody(r["Body"])
+        return _StreamingBody(r["Body"], lambda e: self._error(key, e))
 
     def put(self, key: str, data: bytes) -> None:
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._acl, **self._pay)
         except Exception as e:
             raise self._error(key, e) from e
 
@@ -228,7 +244,7 @@ class S3Storage(Storage):
 
     def delete(self, key: str) -> None:
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key), **self._pay)
         except Exception as e:
             raise self._error(key, e) from e
 
@@ -236,24 +252,23 @@ class S3Storage(Storage):
         n = 0
         prefix = self._key("") + "/" if self.prefix else ""
         try:
-            pages = self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix,
+                                                                                 **self._pay)
             for page in pages:
                 for up in page.get("Uploads", []):
-                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"],
+                                                        **self._pay)
                     n += 1
         except Exception as e:
             raise self._error("", e) from e
         return n
 
     def child(self, prefix: str) -> "S3Storage":
-        return S3Storage(self.bucket, self._key(prefix), self.options, client=self._client)._share(self)
-
-    def _share(self, parent: "S3Storage") -> "S3Storage":
-        self.requests = parent.requests
-        self.calls = parent.calls
-        self.transient = parent.transient
-        self._lock = parent._lock
-        return self
+        # the same client, counters and lock: a shallow copy with another root
+        out = copy.copy(self)
+        out.prefix = self._key(prefix)
+        out.url = f"s3://{self.bucket}/{out.prefix}" if out.prefix else f"s3://{self.bucket}"
+        return out
 
 
 class _S3Writer(ObjectWriter):
@@ -291,11 +306,12 @@ class _S3Writer(ObjectWriter):
         self._digest(part)
         try:
             if self._upload_id is None:
-                self._upload_id = c.create_multipart_upload(Bucket=self.s.bucket, Key=self.full)["UploadId"]
+                self._upload_id = c.create_multipart_upload(Bucket=self.s.bucket, Key=self.full, **self.s._acl,
+                                                            **self.s._pay)["UploadId"]
             digest = hashlib.md5(part).digest()
             n = len(self._done) + 1
             r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id, PartNumber=n, Body=part,
-                              ContentMD5=base64.b64encode(digest).decode())
+                              ContentMD5=base64.b64encode(digest).decode(), **self.s._pay)
         except Exception as e:
             raise self.s._error(self.key, e) from e
         self.parts.append(digest)
@@ -308,7 +324,7 @@ class _S3Writer(ObjectWriter):
             self._digest(body)
             try:
                 c.put_object(Bucket=self.s.bucket, Key=self.full, Body=body,
-                             ContentMD5=base64.b64encode(self.md5.digest()).decode())
+                             ContentMD5=base64.b64encode(self.md5.digest()).decode(), **self.s._acl, **self.s._pay)
             except Exception as e:
                 raise self.s._error(self.key, e) from e
             self._buf = bytearray()
@@ -319,7 +335,7 @@ class _S3Writer(ObjectWriter):
                 self._upload(bytes(self._buf))
                 self._buf = bytearray()
             c.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
-                                        MultipartUpload={"Parts": self._done})
+                                        MultipartUpload={"Parts": self._done}, **self.s._pay)
         except StorageError:
             self.abort()
             raise
@@ -334,7 +350,8 @@ class _S3Writer(ObjectWriter):
             self._behind.close()
         if self._upload_id is not None:
             try:
-                self.s._client.abort_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id)
+                self.s._client.abort_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
+                                                      **self.s._pay)
             except Exception:
                 pass  # the upload may already be gone; nothing became visible either way
             self._upload_id = None
@@ -342,19 +359,24 @@ class _S3Writer(ObjectWriter):
 
 
 class _StreamingBody(io.RawIOBase):
-    """Adapt botocore's StreamingBody to a closeable binary file object."""
+    """Adapt botocore's StreamingBody to a closeable binary file object whose failures (a cut or stalled body:
+    transient, botocore does not retry bodies) are the typed storage errors."""
 
-    def __init__(self, body) -> None:
+    def __init__(self, body, error: Callable[[BaseException], StorageError]) -> None:
         self._body = body
+        self._error = error
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        return self._body.read() if size is None or size < 0 else self._body.read(size)
+        try:
+            return self._body.read() if size is None or size < 0 else self._body.read(size)
+        except Exception as e:
+            raise self._error(e) from e
 
     def readinto(self, b) -> int:
-        data = self._body.read(len(b))
+        data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
 

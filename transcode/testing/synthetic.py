@@ -1,4 +1,4 @@
-"""A realistic, deterministic synthetic legacy archive (FORMATS.md §1) for tests, benchmarks and demos.
+"""A realistic, deterministic synthetic legacy archive (docs/format.md, "The legacy archive") for tests, benchmarks and demos.
 
 `make_legacy_archive(root, ...)` writes per-tile ``.npy`` embeddings and scales exactly where the
 reader looks for them (both the "local" and the "object" layout), landmask GeoTIFFs on each tile's
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from transcode.format.grid import Footprint, TileId, footprint, parse_tile_name, tile_name
+from transcode.format.arrays import BANDS
+from transcode.format.grid import PIXEL_M, Footprint, TileId, footprint, parse_tile_name, tile_name
 from transcode.legacy.dataset import DEFAULT_VARIANT, METADATA_FILE, normalize_version, parse_dataset_name
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "sha256_file",
 ]
 
-BANDS = 128
 LAYOUTS = ("local", "object")
 LANDMASK_MODES = ("coastline", "ones", "none")
 REGISTRY_PATHS = ("relative", "foreign", "s3")
@@ -398,9 +398,9 @@ def tile_landmask(tile: TileId | str, *, mode: str = "coastline") -> np.ndarray:
     # Exact inverse projection on an 8-px node grid, bilinearly interpolated to every pixel centre.
     step = 8
     gh, gw = _grid_size(h, step), _grid_size(w, step)
-    # Node k sits at pixel position k*step - 0.5 (see _pixel_coords), i.e. x = origin_x + k*step*10.
-    nx = fp.origin_x + np.arange(gw) * step * 10.0
-    ny = fp.origin_y - np.arange(gh) * step * 10.0
+    # Node k sits at pixel position k*step - 0.5 (see _pixel_coords), i.e. x = origin_x + k*step*PIXEL_M.
+    nx = fp.origin_x + np.arange(gw) * step * PIXEL_M
+    ny = fp.origin_y - np.arange(gh) * step * PIXEL_M
     xx, yy = np.meshgrid(nx, ny)
     inv = Transformer.from_crs(fp.epsg, 4326, always_xy=True)
     lon, lat = inv.transform(xx, yy)

@@ -1,14 +1,15 @@
 """The validate verb: is this store compliant (metadata), sound (structure), decodable (content) and faithful to
 its source (fidelity)? Each level includes the cheaper ones; every problem becomes a finding naming its key, and
 nothing about a corrupted store makes validation crash. Only an unusable input (no store at the location, an
-unreadable source for fidelity, a bad option) raises, as a TranscodeError (exit code 2)."""
+unreadable source for fidelity, a bad option) or storage failing in a way that may pass (TransientStorageError:
+no verdict can be drawn from it) raises, as a TranscodeError (exit code 2)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from transcode.errors import ArchiveError, StorageError, TranscodeError, UsageError
+from transcode.errors import ArchiveError, StorageError, StoreError, TranscodeError, TransientStorageError, UsageError
 from transcode.storage import S3Options, Storage, open_storage
 from transcode.validate.report import ERROR, LEVELS, PROFILES, Finding, ValidationReport
 
@@ -36,7 +37,7 @@ def _recorded_source(storage: Storage) -> str | None:
 
     try:
         return (read_settings(storage) or {}).get("source")
-    except TranscodeError:
+    except StoreError:  # a sidecar that is not JSON records no usable source; a storage failure is raised
         return None
 
 
@@ -79,8 +80,8 @@ def validate(store: str | Storage, options: ValidateOptions | None = None) -> Va
         try:
             return fn()
         except TranscodeError as e:
-            if isinstance(e, UsageError):
-                raise
+            if isinstance(e, (UsageError, TransientStorageError)):
+                raise  # a bad option, or storage failing in a way that may pass: no verdict on the store
             report.add(Finding(ERROR, level, "unreadable", "", f"{level} checks stopped: {e}"))
         except Exception as e:  # noqa: BLE001 - never crash on a corrupted store: the failure is a finding
             report.add(Finding(ERROR, level, "internal", "", f"{level} checks stopped by an unexpected "
@@ -113,6 +114,8 @@ def _open_source(source: str, options: S3Options):
 
     try:
         archive = open_archive(source, options)
+    except TransientStorageError:
+        raise
     except (ArchiveError, StorageError) as e:
         raise UsageError(source, f"source archive unusable for --level fidelity: {e.reason}") from e
     if next(archive.iter_tiles([]), None) is None:  # the first tile is enough: the listing is streamed

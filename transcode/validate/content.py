@@ -1,6 +1,6 @@
 """The content level: every chunk (or a sample) decodes with the declared codec chain; whole objects match the
-CRC32C the store manifest recorded; scales obey the sentinel rules of FORMATS.md §2; statistics of the valid
-pixels per zone and year."""
+CRC32C the store manifest recorded; scales obey the sentinel rules (docs/format.md, "Scale sentinels");
+statistics of the valid pixels per zone and year."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from transcode.errors import StoreError
+from transcode.errors import StoreError, TransientStorageError
+from transcode.format.arrays import SCALES
+from transcode.format.sentinels import stray_scales, valid_scales
+from transcode.format.sidecar import in_sidecar
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
 from transcode.validate.shardio import ObjectRef, StoreAccess, read_index, read_selected, read_whole, store_of, written
 from transcode.validate.zarrspec import DecodeError, UnsupportedCodec
@@ -117,7 +120,8 @@ def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Fin
 
 
 def content_unit(unit: ContentUnit, access: StoreAccess) -> dict:
-    """Decode one unit; never raises (everything becomes a finding)."""
+    """Decode one unit; everything becomes a finding but a transient storage failure, which says nothing about
+    the store and stops the run."""
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers
@@ -142,6 +146,8 @@ def content_unit(unit: ContentUnit, access: StoreAccess) -> dict:
             _check_crc(ref, counter, out)
     except UnsupportedCodec as e:
         out.append(_finding(WARNING, "unsupported", unit.objects[-1].key, f"not decoded: {e}"))
+    except TransientStorageError:
+        raise
     except Exception as e:  # noqa: BLE001 - never crash on a corrupted store
         out.append(_finding(ERROR, "unreadable", unit.objects[-1].key, f"cannot be read: {type(e).__name__}: {e}"))
     errors.close()
@@ -151,8 +157,7 @@ def content_unit(unit: ContentUnit, access: StoreAccess) -> dict:
 
 def _sentinels(s: np.ndarray, key: str, chunk, out: list[dict]) -> int:
     """Scale sentinel rules: finite values in (0, 1), NaN, +inf; anything else is an error. Returns the count."""
-    with np.errstate(invalid="ignore"):
-        bad = ~(((s > 0) & (s < 1)) | np.isnan(s) | np.isposinf(s))
+    bad = stray_scales(s)
     n = int(bad.sum())
     if n:
         first = tuple(int(v) for v in np.argwhere(bad)[0])
@@ -173,8 +178,7 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
     for i, s in _decoded_chunks(storage, sc_ref, sc_spec, unit.select, counter, errors, full):
         counter["decoded_bytes"] += s.nbytes
         s = s.reshape(s.shape[-2:])
-        with np.errstate(invalid="ignore"):
-            bad = ~(((s > 0) & (s < 1)) | np.isnan(s) | np.isposinf(s))
+        bad = stray_scales(s)
         nb = int(bad.sum())
         if nb:
             bad_total += nb
@@ -186,7 +190,8 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
     if bad_total:
         chunk, yx, value = bad_first
         out.append(_finding(ERROR, "sentinel", sc_ref.key, f"{bad_total} scales are neither valid (0 < s < 1), NaN "
-                            f"nor +inf (FORMATS.md §2), e.g. {value!r} at chunk pixel {list(yx)}", chunk=chunk,
+                            f"nor +inf (docs/format.md, 'Scale sentinels'), e.g. {value!r} at chunk pixel "
+                            f"{list(yx)}", chunk=chunk,
                             details={"count": bad_total, "first_pixel": list(yx), "value": value}))
     # the embeddings chunks at the same positions (all of them when checking the whole pair)
     if full:
@@ -221,8 +226,7 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
 def _stats(st: dict, e: np.ndarray, s: np.ndarray) -> None:
     """Accumulate statistics of one chunk pair: e (band, y, x) int8, s (y, x) float32. The band sums are exact
     integers per pixel, so sum(e*s) = sum_p s_p * sum_b e_bp needs no float temporary of the whole chunk."""
-    with np.errstate(invalid="ignore"):
-        valid = (s > 0) & (s < 1)
+    valid = valid_scales(s)
     nan = np.isnan(s)
     fill = np.isposinf(s)
     st["chunks"] += 1
@@ -253,7 +257,7 @@ def _stats(st: dict, e: np.ndarray, s: np.ndarray) -> None:
 
 def read_manifest_index(storage, report: ValidationReport) -> dict[str, tuple[int, str]] | None:
     """key -> (size, crc32c) from the store manifest, or None when there is none (an info finding)."""
-    from transcode.format.manifest import MANIFEST_KEY, read_manifest
+    from transcode.format.manifest import MANIFEST_KEY, read_manifest  # pyarrow: only when a manifest is read
 
     try:
         rows = read_manifest(storage)
@@ -261,6 +265,8 @@ def read_manifest_index(storage, report: ValidationReport) -> dict[str, tuple[in
         report.add(Finding(INFO, LEVEL, "no-manifest", MANIFEST_KEY, "no store manifest: object checksums are not "
                            "compared (only decoding is)"))
         return None
+    except TransientStorageError:
+        raise
     except Exception as e:  # noqa: BLE001 - a corrupt manifest is a finding, not a crash
         report.add(Finding(ERROR, LEVEL, "manifest", MANIFEST_KEY,
                            f"store manifest unreadable: {type(e).__name__}: {e}"))
@@ -283,7 +289,7 @@ def _manifest_completeness(view: StoreView, structure: StructureResult, manifest
                 return p in judged
         return False
 
-    lacking = sorted(k for k in manifest if k not in data and k not in docs and not k.startswith(".tessera/")
+    lacking = sorted(k for k in manifest if k not in data and k not in docs and not in_sidecar(k)
                      and owner_known(k))
     for k in lacking[:limit]:
         report.add(Finding(ERROR, LEVEL, "manifest", k, f"the store manifest lists this object ({manifest[k][0]} "
@@ -334,12 +340,12 @@ def population(view: StoreView, structure: StructureResult, profile: str, manife
         node = view.nodes[sh.array]
         units.append((ContentUnit(node.parent or "", None, (make_ref(view, sh.array, key, sh.size, sh.coords,
                                                                      manifest),),
-                                  scales_rules=tessera and node.name == "scales"), sh.written or 0))
+                                  scales_rules=tessera and node.name == SCALES.name), sh.written or 0))
     for array, chunks in sorted(structure.chunks.items()):
         node = view.nodes[array]
         for key, size, coords in chunks:
             units.append((ContentUnit(node.parent or "", None, (make_ref(view, array, key, size, coords, manifest),),
-                                      scales_rules=tessera and node.name == "scales"), 1))
+                                      scales_rules=tessera and node.name == SCALES.name), 1))
     return units
 
 

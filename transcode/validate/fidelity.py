@@ -1,5 +1,5 @@
 """The fidelity level: every pixel of the store (or of a sample of chunks) equals the legacy tile it came from under
-the placement rules of FORMATS.md §1.4, re-derived through the same `plan` the converter used: the later tile in
+the placement rules (docs/format.md, "Placing tiles"), re-derived through the same `plan` the converter used: the later tile in
 canonical order wins an overlap, water (landmask 0) and invalid source scales become NaN, pixels without a tile
 keep the fill values. Embeddings are compared at every pixel (the converter copies them also where the scale is
 NaN). Counts exact, water-masked, invalid-scale, empty and overlap pixels; lists every mismatch with its tile, year
@@ -14,12 +14,15 @@ import numpy as np
 from tqdm import tqdm
 
 from transcode.engine.plan import Placement, make_plan
-from transcode.errors import ArchiveError, StorageError, UsageError
-from transcode.format.grid import PIXEL_M, ZoneGrid
-from transcode.legacy.npyheader import BANDS, EMBEDDINGS_DTYPE, SCALES_DTYPE, NpyHeader
-from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
+from transcode.engine.shardbuild import tile_files
+from transcode.errors import ArchiveError, StorageError, TransientStorageError, UsageError
+from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES
+from transcode.format.attributes import grid_of
+from transcode.format.grid import ZoneGrid
+from transcode.format.keys import group_zone
+from transcode.format.sentinels import WATER, valid_scales
+from transcode.legacy.tiles import Window, read_landmask
 from transcode.validate.content import _from_dict, make_ref
-from transcode.validate.metadata import ZONE_RE
 from transcode.validate.nodes import StoreView
 from transcode.validate.report import ERROR, INFO, WARNING, FidelityCounts, Finding, ValidationReport
 from transcode.validate.shardio import ObjectRef, StoreAccess, read_index, read_selected, source_of, store_of, written
@@ -39,27 +42,23 @@ class FidelityUnit:
     scales: ObjectRef
     shard_row: int
     shard_col: int
-    origin: tuple[float, float]
+    grid: ZoneGrid
     placements: tuple[Placement, ...]
     select: tuple[int, ...] | None = None  # ordinals among the written scales chunks; None: every chunk
     max_mismatches: int = 1000
 
 
-def _tile_files(source, p: Placement) -> tuple[NpyTileFile, NpyTileFile]:
-    emb_h = NpyHeader((1, 0), EMBEDDINGS_DTYPE, False, (p.height, p.width, BANDS), p.embeddings_offset)
-    sc_h = NpyHeader((1, 0), SCALES_DTYPE, False, (p.height, p.width), p.scales_offset)
-    return (NpyTileFile(source, p.embeddings_key, emb_h, "embeddings"),
-            NpyTileFile(source, p.scales_key, sc_h, "scales"))
-
-
 def fidelity_unit(unit: FidelityUnit, access: StoreAccess) -> dict:
-    """Compare one shard pair with its tiles; never raises (everything becomes a finding)."""
+    """Compare one shard pair with its tiles; everything becomes a finding but a transient storage failure, which
+    says nothing about the store or the source and stops the run."""
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)
     out = {"findings": [], "counts": Counter(), "mismatches": [], "per_tile": {}, "reads": Counter()}
     try:
         _compare(unit, access, out)
+    except TransientStorageError:
+        raise
     except Exception as e:  # noqa: BLE001 - never crash on a corrupted store or source
         out["findings"].append(Finding(ERROR, LEVEL, "unreadable", unit.scales.key,
                                        f"not compared: {type(e).__name__}: {e}").to_dict())
@@ -94,7 +93,7 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
     by_row: dict[int, list[int]] = defaultdict(list)
     for k in sorted(chunks):
         by_row[k // n_cols].append(k % n_cols)
-    files = {p: _tile_files(source, p) for p in unit.placements}
+    files = {p: tile_files(source, p) for p in unit.placements}
     masks: dict[Placement, np.ndarray | None] = {}
     e_chain, s_chain = es.chain(), ss.chain()
     s_fill = np.float32(ss.fill)
@@ -110,8 +109,8 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
             colmask[(j - min(js)) * cw:(j - min(js) + 1) * cw] = True
         colmask = np.broadcast_to(colmask, (ch, width))
         # expected, painted in canonical order (later tiles overwrite earlier ones)
-        exp_e = np.zeros((ch, width, BANDS), dtype=EMBEDDINGS_DTYPE)
-        exp_raw = np.full((ch, width), np.inf, dtype=SCALES_DTYPE)
+        exp_e = np.full((ch, width, BANDS), EMBEDDINGS.fill, dtype=EMBEDDINGS.dtype)
+        exp_raw = np.full((ch, width), SCALES.fill, dtype=SCALES.dtype)
         owner = np.full((ch, width), -1, dtype=np.int32)
         cover = np.zeros((ch, width), dtype=np.uint8)
         water = np.zeros((ch, width), dtype=bool)
@@ -134,11 +133,10 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
                 wv = water[dst]
                 wv[:m.shape[0], :m.shape[1]] = m == 0
         has = owner >= 0
-        with np.errstate(invalid="ignore"):
-            invalid = has & ~((exp_raw > 0) & (exp_raw < 1))
+        invalid = has & ~valid_scales(exp_raw)
         water &= has
         exp_s = exp_raw.copy()
-        exp_s[invalid | water] = np.nan
+        exp_s[invalid | water] = WATER
         # the store's chunks of this row (absent chunks are the fill values)
         st_e = np.full((BANDS, ch, width), e_fill, dtype=es.dtype)
         st_s = np.full((ch, width), s_fill, dtype=np.float32)
@@ -171,7 +169,7 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
         counts["empty"] += int((ok & ~has).sum())
         counts["mismatched"] += int(bad_s.sum() + bad_e.sum())
         counts["overlap"] += int(((cover >= 2) & colmask).sum())
-        for field, bad in (("scales", bad_s), ("embeddings", bad_e)):
+        for field, bad in ((SCALES.name, bad_s), (EMBEDDINGS.name, bad_e)):
             if bad.any():
                 _record(unit, field, bad, owner, r0, c0, st_s, exp_s, st_e, exp_e, out)
 
@@ -193,8 +191,7 @@ def _mask(source, p: Placement, masks: dict, out: dict) -> np.ndarray | None:
 def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s, exp_s, st_e, exp_e, out) -> None:
     """Per-tile counts (all of them, vectorised) and the individual mismatches (up to the cap) of one field in one
     chunk row."""
-    key = unit.scales.key if field == "scales" else unit.emb.key
-    ox, oy = unit.origin
+    key = unit.scales.key if field == SCALES.name else unit.emb.key
     rs, cs = np.nonzero(bad)
     owners = owner[rs, cs]
     for k in np.unique(owners):
@@ -210,7 +207,7 @@ def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s
                 "key": key, "tile": tile, "year": unit.year, "group": unit.group, "field": field, "count": 0,
                 "first": first, "tile_rows": None, "tile_cols": None}
         agg["count"] += int(sel.sum())
-        if field == "scales":
+        if field == SCALES.name:
             agg["store_fill"] = agg.get("store_fill", 0) + int(np.isposinf(st_s[rs[sel], cs[sel]]).sum())
         if p:
             lo_r, hi_r = int(rows.min()) - p.row, int(rows.max()) - p.row
@@ -225,8 +222,8 @@ def _record(unit: FidelityUnit, field: str, bad: np.ndarray, owner, r0, c0, st_s
         row, col = r0 + int(r), c0 + int(c)
         m = {"tile": p.tile if p else None, "year": unit.year, "group": unit.group, "key": key, "field": field,
              "row": row, "col": col, "tile_row": row - p.row if p else None, "tile_col": col - p.col if p else None,
-             "x": ox + (col + 0.5) * PIXEL_M, "y": oy - (row + 0.5) * PIXEL_M}
-        if field == "scales":
+             "x": unit.grid.x_centre(col), "y": unit.grid.y_centre(row)}
+        if field == SCALES.name:
             m["store"], m["expected"] = float(st_s[r, c]), float(exp_s[r, c])
         else:
             diff = np.flatnonzero(st_e[:, r, c] != exp_e[r, c, :])
@@ -243,22 +240,21 @@ def _zone_setup(view: StoreView, report: ValidationReport) -> dict[str, dict]:
     """Per zone group: grid, time axis, shard and chunk shapes (from the store's own metadata)."""
     zones = {}
     for g in view.children(""):
-        if not (g.is_group and ZONE_RE.match(g.name)):
+        zone = group_zone(g.name) if g.is_group else None
+        if zone is None:
             continue
-        emb, sc = view.child(g.path, "embeddings"), view.child(g.path, "scales")
+        emb, sc = view.child(g.path, EMBEDDINGS.name), view.child(g.path, SCALES.name)
         time = view.time_values.get(g.path)
         try:
-            a, _, c, _, e, f = g.attrs["spatial:transform"]
-            h, w = g.attrs["spatial:shape"]
-            ok = a == PIXEL_M and e == -PIXEL_M and emb.spec.sharded and sc.spec.sharded and time is not None
+            grid = grid_of(zone, g.attrs)
+            ok = emb.spec.sharded and sc.spec.sharded and time is not None
         except Exception:  # noqa: BLE001 - a zone whose metadata is unusable is not compared
             ok = False
         if not ok:
             report.add(Finding(WARNING, LEVEL, "not-compared", g.key, "zone not compared: its grid, time axis or shard "
                                "layout is unusable (metadata findings)"))
             continue
-        zones[g.path] = {"zone": int(g.name[3:]), "grid": ZoneGrid(int(g.name[3:]), float(c), float(f), int(h), int(w)),
-                         "time": list(time), "shard": tuple(sc.spec.chunk_shape[-2:]),
+        zones[g.path] = {"zone": zone, "grid": grid, "time": list(time), "shard": tuple(sc.spec.chunk_shape[-2:]),
                          "chunk": tuple(sc.spec.shard.inner_shape[-2:])}
     return zones
 
@@ -273,6 +269,8 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
 
     try:
         inv = build_inventory(archive, workers=8, progress=progress)
+    except TransientStorageError:
+        raise
     except (ArchiveError, StorageError) as e:
         raise UsageError(access.source_url, f"source archive unusable for --level fidelity: {e}") from e
     zones = _zone_setup(view, report)
@@ -308,7 +306,7 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
         year = z["time"][t] if t < len(z["time"]) else None
         units.append((FidelityUnit(group, year, make_ref(view, e.array, ek, e.size, e.coords, manifest),
                                    make_ref(view, s.array, sk, s.size, s.coords, manifest), sr, sc,
-                                   (z["grid"].origin_x, z["grid"].origin_y), task.placements if task else (),
+                                   z["grid"], task.placements if task else (),
                                    max_mismatches=max_mismatches), s.written or 0))
     missing: dict[tuple, list] = defaultdict(list)
     for (group, t, sr, sc), task in sorted(tasks.items()):
@@ -316,9 +314,9 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
             missing[(group, task.year)].append(task)
     for (group, year), ts in sorted(missing.items()):
         tiles = sorted({p.tile for t in ts for p in t.placements})
-        report.add(Finding(WARNING, LEVEL, "not-converted", ts[0].key("scales"), f"{len(ts)} shards of {group} {year} "
+        report.add(Finding(WARNING, LEVEL, "not-converted", ts[0].key(SCALES.name), f"{len(ts)} shards of {group} {year} "
                            f"that the source fills ({len(tiles)} tiles, e.g. {tiles[0]}) are not in the store: "
-                           "no data yet (+inf), not compared", details={"shards": [t.key("scales") for t in ts][:100],
+                           "no data yet (+inf), not compared", details={"shards": [t.key(SCALES.name) for t in ts][:100],
                                                                        "tiles": tiles[:100]}))
     if sample:
         todo = [replace(u, select=ords) for u, ords in sample_chunks(units, sample, seed)]

@@ -12,27 +12,26 @@ from typing import Any
 
 import numpy as np
 
-from transcode.conventions import validate_geoemb, validate_proj, validate_spatial, validate_zarr_conventions
+from transcode.conventions import (
+    validate_geoemb,
+    validate_multiscales,
+    validate_proj,
+    validate_spatial,
+    validate_zarr_conventions,
+)
 from transcode.conventions.issues import Issue
 from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
-from transcode.errors import StorageError
+from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
+from transcode.format.arrays import EMBEDDINGS, SPATIAL_DIMS, TIME, ZONE_ARRAYS, ArrayDecl, Zone, sharded_arrays
+from transcode.format.attributes import REGISTRATION, grid_of, root_invariants, transform_problem, zone_crs
+from transcode.format.grid import ZoneGrid
+from transcode.format.keys import group_zone
 from transcode.storage import join_key
 from transcode.validate.nodes import Node, StoreView, node_key
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
 from transcode.validate.zarrspec import PORTABLE_CODECS, ArraySpec, DecodeError, UnsupportedCodec, _codec, ptr
 
 LEVEL = "metadata"
-ZONE_RE = re.compile(r"^utm(0[1-9]|[1-5][0-9]|60)$")
-TESSERA_ARRAYS = {
-    # name: (data_type, dimension_names, fill value as written in JSON)
-    "embeddings": ("int8", ["time", "band", "y", "x"], 0),
-    "scales": ("float32", ["time", "y", "x"], "Infinity"),
-    "time": ("int32", ["time"], None),
-    "band": ("int32", ["band"], None),
-    "x": ("float64", ["x"], None),
-    "y": ("float64", ["y"], None),
-}
-PIXEL_M = 10.0
 MAX_COORDINATE = 50_000_000  # 1-D arrays longer than this are not read (400 MB of float64)
 ROOT_DOC_WARN_BYTES = 16 * 1024 * 1024
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -119,7 +118,7 @@ def _conventions(view: StoreView, profile: str, add: Add) -> None:
         required: set[str] = set()
         if tessera and node is root:
             required.add("geoemb")
-        if tessera and node.is_group and node.parent == "" and ZONE_RE.match(node.name):
+        if tessera and node.is_group and node.parent == "" and group_zone(node.name) is not None:
             required |= {"proj", "spatial"}
         check = present | required
         issues: list[Issue] = []
@@ -133,8 +132,8 @@ def _conventions(view: StoreView, profile: str, add: Add) -> None:
                     attribute="zarr_conventions", pointer="/attributes")
             elif tessera and node is not root:
                 keys = sorted(k for k in attrs if k.startswith("geoemb:")) or ["zarr_conventions"]
-                add(ERROR, "convention", node.key, "geoemb: attributes belong on the root group (FORMATS.md §2)",
-                    attribute=keys[0], pointer=ptr("attributes", keys[0]))
+                add(ERROR, "convention", node.key, "geoemb: attributes belong on the root group (docs/format.md, "
+                    "'Attributes')", attribute=keys[0], pointer=ptr("attributes", keys[0]))
         if "spatial" in check:
             issues += validate_spatial(attrs, dimension_names=node.dims if node.is_array else None)
             if tessera and node is root:
@@ -144,8 +143,7 @@ def _conventions(view: StoreView, profile: str, add: Add) -> None:
         if "proj" in check:
             issues += validate_proj(attrs)
         if "multiscales" in check:
-            add(INFO, "convention", node.key, "multiscales: declared; not checked by this validator",
-                attribute="multiscales", pointer="/attributes")
+            issues += validate_multiscales(attrs, node_type="array" if node.is_array else "group")
         for issue in sorted(set(issues), key=lambda i: (i.pointer, i.message)):
             _issue_finding(add, node, issue, profile)
     if profile == "geoemb" and not any_geoemb:
@@ -154,6 +152,14 @@ def _conventions(view: StoreView, profile: str, add: Add) -> None:
 
 
 # ------------------------------------------------------------------------------------------ coordinates
+
+class ChunkUnreadable(DecodeError):
+    """A coordinate chunk that cannot be read or decoded; `key` names it."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+
 
 def read_1d(view: StoreView, node: Node) -> np.ndarray:
     """The values of a 1-D, unsharded array (chunk objects read whole; missing chunks are the fill value)."""
@@ -169,16 +175,18 @@ def read_1d(view: StoreView, node: Node) -> np.ndarray:
         key = join_key(node.path, spec.chunk_key((k,)))
         try:
             raw = view.storage.read(key)
+        except ObjectNotFoundError:
+            continue
+        except TransientStorageError:
+            raise
         except StorageError as e:
-            if "no such" in e.reason.lower():
-                continue
-            raise DecodeError(f"{key}: {e.reason}") from e
+            raise ChunkUnreadable(key, e.reason) from e
         view.counters["coordinate_chunks"] += 1
         view.counters["bytes_read"] += len(raw)
         try:
             values = chain.decode(raw)
         except DecodeError as e:
-            raise DecodeError(f"{key}: {e}") from e
+            raise ChunkUnreadable(key, str(e)) from e
         stop = min(spec.shape[0], (k + 1) * n)
         out[k * n:stop] = values[: stop - k * n]
     return out
@@ -199,8 +207,10 @@ def _coordinates(view: StoreView, report: ValidationReport, add: Add) -> dict[st
                 out.setdefault(group.path, {})[k.name] = read_1d(view, k)
             except UnsupportedCodec as e:
                 add(INFO, "coordinates", k.key, f"coordinate values not checked: {e}")
+            except TransientStorageError:
+                raise
             except (DecodeError, StorageError) as e:
-                key = str(e).split(":", 1)[0] if str(e).startswith(k.path) else k.key
+                key = e.key if isinstance(e, ChunkUnreadable) else k.key
                 add(ERROR, "coordinates", key, f"coordinate array {k.name!r} cannot be read: {e}")
     return out
 
@@ -301,7 +311,7 @@ def _geoemb_cross_checks(view: StoreView, profile: str, add: Add) -> None:
         data_type = attrs.get("geoemb:data_type")
         arrays = [n for n in view.descendants(group.path) if _array_ok(n)]
         if profile in ("tessera", "interop"):
-            emb = [n for n in arrays if n.name == "embeddings"]
+            emb = [n for n in arrays if n.name == EMBEDDINGS.name]
         else:
             emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None]
         if not arrays:
@@ -374,109 +384,138 @@ def _tessera_layout(view: StoreView, coords: dict, add: Add) -> None:
         return
     zones = []
     for kid in view.children(""):
-        if kid.is_group and ZONE_RE.match(kid.name):
+        if kid.is_group and group_zone(kid.name) is not None:
             zones.append(kid)
         else:
             add(WARNING, "layout", kid.key, f"/{kid.path} is not a UTM zone group (utm01..utm60) of the tessera layout")
     if not zones and isinstance(root.doc, dict):
         add(ERROR, "layout", root.key, "no UTM zone groups (utm01..utm60)")
-    attrs = root.attrs
-    for key, want in (("geoemb:type", "pixel"), ("geoemb:spatial_layout", "utm_zones")):
-        if key in attrs and attrs[key] != want:
-            add(ERROR, "layout", root.key, f"{key} is {attrs[key]!r}; the tessera layout has {want!r}",
-                attribute=key, pointer=ptr("attributes", key))
-    q = attrs.get("geoemb:quantization")
-    if isinstance(q, dict) and q.get("method") != "per_pixel_scale":
-        add(ERROR, "layout", root.key, f"geoemb:quantization/method is {q.get('method')!r}, not 'per_pixel_scale'",
-            attribute="geoemb:quantization", pointer="/attributes/geoemb:quantization/method")
+    _root_invariants(root, add)
     times: dict[str, list] = {}
-    shard_shapes: dict[str, tuple] = {}
     for z in zones:
-        _zone_layout(view, z, coords.get(z.path, {}), add, times, shard_shapes)
+        _zone_layout(view, z, coords.get(z.path, {}), add, times)
     if len({tuple(v) for v in times.values()}) > 1:
         first = next(iter(times))
         for path, t in times.items():
             if t != times[first]:
-                add(ERROR, "layout", node_key(join_key(path, "time")), f"time axis {t} differs from /{first}'s "
+                add(ERROR, "layout", node_key(join_key(path, TIME.name)), f"time axis {t} differs from /{first}'s "
                     f"{times[first]}: every zone shares the store's time axis")
 
 
-def _zone_layout(view: StoreView, z: Node, coords: dict, add: Add, times: dict, shard_shapes: dict) -> None:
-    zone = int(z.name[3:])
+def _root_invariants(root: Node, add: Add) -> None:
+    """The root attributes every tessera store has (transcode.format.attributes.ROOT_INVARIANTS)."""
+    for path, want in root_invariants().items():
+        parts = path.split("/")
+        got: Any = root.attrs
+        for part in parts[:-1]:
+            got = got.get(part) if isinstance(got, dict) else None
+        if not isinstance(got, dict) or (len(parts) == 1 and parts[0] not in got):
+            continue  # absent or malformed: the geoemb: schema reports it
+        got = got.get(parts[-1])
+        if got != want:
+            add(ERROR, "layout", root.key, f"{path} is {got!r}; the tessera layout has {want!r}", attribute=parts[0],
+                pointer=ptr("attributes", *parts))
+
+
+def _zone_layout(view: StoreView, z: Node, coords: dict, add: Add, times: dict) -> None:
+    """A zone group against the format: its attributes, and every declared array (name, data type, dimension names,
+    fill value, shape, chunking, shards pairing), with shapes computed for the zone's own grid, time axis and shard
+    and chunk sides."""
+    zone = group_zone(z.name)
     attrs = z.attrs
-    want_code = f"EPSG:{32600 + zone}"
+    want_code = zone_crs(zone)
     if "proj:code" in attrs and attrs["proj:code"] != want_code:
         add(ERROR, "cross-check", z.key, f"proj:code {attrs['proj:code']!r} does not match group {z.name}: the "
             f"store's canonical CRS for zone {zone} is {want_code}", attribute="proj:code",
             pointer="/attributes/proj:code")
     tr = attrs.get("spatial:transform")
-    if isinstance(tr, list) and len(tr) == 6 and [tr[0], tr[1], tr[3], tr[4]] != [PIXEL_M, 0, 0, -PIXEL_M]:
-        add(ERROR, "layout", z.key, f"spatial:transform {tr} is not a north-up {PIXEL_M:g} m grid "
-            f"[{PIXEL_M:g}, 0, x, 0, -{PIXEL_M:g}, y]", attribute="spatial:transform",
-            pointer="/attributes/spatial:transform")
-    if attrs.get("spatial:registration", "pixel") != "pixel":
-        add(ERROR, "layout", z.key, "spatial:registration must be 'pixel'", attribute="spatial:registration",
-            pointer="/attributes/spatial:registration")
-    if attrs.get("spatial:dimensions") not in (None, ["y", "x"]):
-        add(ERROR, "layout", z.key, f"spatial:dimensions {attrs['spatial:dimensions']!r} is not ['y', 'x']",
+    problem = transform_problem(tr) if isinstance(tr, list) and len(tr) == 6 else None
+    if problem:
+        add(ERROR, "layout", z.key, problem, attribute="spatial:transform", pointer="/attributes/spatial:transform")
+    if attrs.get("spatial:registration", REGISTRATION) != REGISTRATION:
+        add(ERROR, "layout", z.key, f"spatial:registration must be {REGISTRATION!r}",
+            attribute="spatial:registration", pointer="/attributes/spatial:registration")
+    if attrs.get("spatial:dimensions") not in (None, list(SPATIAL_DIMS)):
+        add(ERROR, "layout", z.key, f"spatial:dimensions {attrs['spatial:dimensions']!r} is not {list(SPATIAL_DIMS)}",
             attribute="spatial:dimensions", pointer="/attributes/spatial:dimensions")
-    nodes = {}
-    for name, (dtype, dims, fill) in TESSERA_ARRAYS.items():
-        n = view.child(z.path, name)
-        key = node_key(join_key(z.path, name))
+    nodes: dict[str, Node] = {}
+    for decl in ZONE_ARRAYS.values():
+        n = view.child(z.path, decl.name)
+        key = node_key(join_key(z.path, decl.name))
         if n is None:
-            add(ERROR, "layout", key, f"missing array {name!r} of zone group {z.name}")
+            add(ERROR, "layout", key, f"missing array {decl.name!r} of zone group {z.name}")
             continue
         if not n.is_array:
             if isinstance(n.doc, dict):
-                add(ERROR, "layout", key, f"{name!r} must be an array", pointer="/node_type")
+                add(ERROR, "layout", key, f"{decl.name!r} must be an array", pointer="/node_type")
             continue
-        nodes[name] = n
-        if n.doc.get("data_type") != dtype:
-            add(ERROR, "layout", key, f"data_type {n.doc.get('data_type')!r}: the tessera layout has {dtype}",
-                pointer="/data_type")
-        if n.dims != dims:
-            add(ERROR, "layout", key, f"dimension_names {n.dims!r}: the tessera layout has {dims}",
+        nodes[decl.name] = n
+        if n.doc.get("data_type") != decl.data_type:
+            add(ERROR, "layout", key, f"data_type {n.doc.get('data_type')!r}: the tessera layout has "
+                f"{decl.data_type}", pointer="/data_type")
+        if n.dims != list(decl.dims):
+            add(ERROR, "layout", key, f"dimension_names {n.dims!r}: the tessera layout has {list(decl.dims)}",
                 pointer="/dimension_names")
-        if fill is not None and n.doc.get("fill_value") != fill:
-            add(ERROR, "layout", key, f"fill_value {n.doc.get('fill_value')!r}: the tessera layout has {fill!r}",
-                pointer="/fill_value")
-    e, s = nodes.get("embeddings"), nodes.get("scales")
-    h_w = attrs.get("spatial:shape") if isinstance(attrs.get("spatial:shape"), list) else None
-    t = coords.get("time")
+        if decl.fill_checked and n.doc.get("fill_value") != decl.fill_json:
+            add(ERROR, "layout", key, f"fill_value {n.doc.get('fill_value')!r}: the tessera layout has "
+                f"{decl.fill_json!r}", pointer="/fill_value")
+    t = coords.get(TIME.name)
     if t is not None:
         times[z.path] = [int(v) for v in t]
-    if _array_ok(e) and len(e.shape) == 4:
-        want = [len(t) if t is not None else e.shape[0], e.shape[1]] + (h_w or e.shape[2:])
-        if e.shape != want:
-            add(ERROR, "layout", e.key, f"shape {e.shape}: expected [T, D, H, W] = {want}", pointer="/shape")
-    if _array_ok(e) and _array_ok(s) and len(e.shape) == 4 and len(s.shape) == 3 \
-            and s.shape != [e.shape[0]] + e.shape[2:]:
-        add(ERROR, "layout", s.key, f"shape {s.shape}: expected [T, H, W] = {[e.shape[0]] + e.shape[2:]} like the "
-            "embeddings", pointer="/shape")
-    for name in ("embeddings", "scales"):
-        n = nodes.get(name)
-        if n is None or n.spec is None or n.spec.dtype is None:
+    shape = _zone_shape(z, nodes, t)
+    if shape is None:
+        return
+    zshape, ref = shape
+    for decl in ZONE_ARRAYS.values():
+        n = nodes.get(decl.name)
+        if _array_ok(n) and len(n.shape) == len(decl.dims):
+            _array_layout(decl, n, zshape, ref, coords, add)
+
+
+def _zone_shape(z: Node, nodes: dict[str, Node], t: np.ndarray | None) -> tuple[Zone, ArrayDecl] | None:
+    """The zone as its arrays should see it: the grid of its spatial: attributes (else the first sharded array's
+    y/x sizes), its time coordinate (else that array's time size), the shard and chunk sides of that array.
+    None when no sharded array is usable to take them from."""
+    for ref in sharded_arrays():
+        n = nodes.get(ref.name)
+        if not (_array_ok(n) and n.spec is not None and n.spec.sharded and len(n.shape) == len(ref.dims)):
             continue
-        spec = n.spec
-        if not spec.sharded:
-            add(WARNING, "layout", n.key, "not sharded: the tessera layout stores embeddings and scales in "
-                "sharding_indexed shards", pointer="/codecs")
-            continue
-        want_outer = (1, spec.shape[1]) if name == "embeddings" else (1,)
-        if tuple(spec.chunk_shape[:len(want_outer)]) != want_outer or \
-                tuple(spec.shard.inner_shape[:len(want_outer)]) != want_outer:
-            add(ERROR, "layout", n.key, f"chunks {list(spec.chunk_shape)} / inner {list(spec.shard.inner_shape)}: a "
-                f"{name} shard and chunk hold one year" + (" and every band" if name == "embeddings" else ""),
+        try:
+            grid = grid_of(group_zone(z.name), z.attrs)
+        except ValueError:
+            grid = ZoneGrid(group_zone(z.name), 0.0, 0.0, *ref.spatial(n.shape))
+        time = tuple(int(v) for v in t) if t is not None else tuple(range(n.shape[ref.dims.index(TIME.name)]))
+        return Zone(grid, time, ref.spatial(n.spec.chunk_shape), ref.spatial(n.spec.shard.inner_shape)), ref
+    return None
+
+
+def _array_layout(decl: ArrayDecl, n: Node, zone: Zone, ref: ArrayDecl, coords: dict, add: Add) -> None:
+    """Shape, chunking and (for coordinates without a spatial rule of their own) values of one declared array."""
+    want = list(decl.shape(zone))
+    if n.shape != want:
+        add(ERROR, "layout", n.key, f"shape {n.shape}: the tessera layout has {list(decl.dims)} = {want}",
+            pointer="/shape")
+    spec = n.spec
+    if spec is None or spec.dtype is None or not decl.chunking.checked:
+        pass
+    elif decl.sharded and not spec.sharded:
+        add(WARNING, "layout", n.key, f"not sharded: the tessera layout stores {decl.name} in sharding_indexed "
+            "shards", pointer="/codecs")
+    else:
+        got = (list(spec.chunk_shape), list(spec.inner_shape) if spec.sharded else None)
+        shards = decl.shards(zone)
+        exp = (list(shards or decl.chunks(zone)), list(decl.chunks(zone)) if shards else None)
+        if got != exp:
+            what = f"chunks {got[0]}" + (f" / inner {got[1]}" if got[1] is not None else "")
+            has = f"chunks {exp[0]}" + (f" / inner {exp[1]}" if exp[1] is not None else "")
+            pairs = decl.sharded and decl is not ref and decl.spatial(got[0]) != decl.spatial(exp[0])
+            pair = f"; shards must pair with the {ref.name} shards" if pairs else ""
+            add(ERROR, "layout", n.key, f"{what}: the tessera layout has {has}{pair}",
                 pointer="/chunk_grid/configuration/chunk_shape")
-        shard_shapes[n.key] = (tuple(spec.chunk_shape[-2:]), tuple(spec.shard.inner_shape[-2:]))
-    if e is not None and s is not None and e.key in shard_shapes and s.key in shard_shapes \
-            and shard_shapes[e.key] != shard_shapes[s.key]:
-        add(ERROR, "layout", s.key, f"shard/chunk y-x shape {shard_shapes[s.key]} differs from the embeddings' "
-            f"{shard_shapes[e.key]}: shards must pair", pointer="/chunk_grid/configuration/chunk_shape")
-    band = coords.get("band")
-    if band is not None and not np.array_equal(band, np.arange(len(band))):
-        add(WARNING, "layout", node_key(join_key(z.path, "band")), "band values are not 0..D-1")
+    values = coords.get(decl.name)
+    if decl.values is not None and values is not None and decl.dims[0] not in (*SPATIAL_DIMS, TIME.name) \
+            and not np.array_equal(values, decl.values(zone)):
+        add(WARNING, "layout", n.key, f"{decl.name} values are not the tessera layout's")
 
 
 # ------------------------------------------------------------------------------------------ consolidated
@@ -515,7 +554,7 @@ def _consolidated(view: StoreView, profile: str, add: Add) -> None:
     if cm is None:
         if root.is_group and profile in ("tessera", "interop"):
             add(ERROR, "consolidated", root.key, "no consolidated metadata: HTTP readers cannot list a bucket "
-                "(FORMATS.md §2 requires it inline)", pointer="/consolidated_metadata")
+                "(docs/format.md, 'Consolidated metadata': it must be inline)", pointer="/consolidated_metadata")
         elif root.is_group:
             add(WARNING, "consolidated", root.key, "no consolidated metadata: readers over HTTP cannot list a "
                 "bucket and must know every node's path", pointer="/consolidated_metadata")

@@ -12,8 +12,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from transcode.errors import StorageError, StoreError
-from transcode.format.metadata import SIDECAR
+from transcode.errors import AccessDeniedError, ObjectNotFoundError, StorageError, StoreError, TransientStorageError
+from transcode.format.sidecar import SIDECAR
 from transcode.storage import Storage, join_key
 from transcode.validate.zarrspec import ArraySpec, check_document, parse_json
 
@@ -78,10 +78,6 @@ class Node:
         return s if isinstance(s, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in s) else None
 
 
-def _not_found(e: StorageError) -> bool:
-    return "no such" in e.reason.lower()
-
-
 @dataclass
 class StoreView:
     """Every node found from the root; `dirs_without_node` are sub-directories of groups with no zarr.json."""
@@ -111,13 +107,17 @@ class StoreView:
 
 
 def _read_node(storage: Storage, path: str, counters: Counter, lock: threading.Lock) -> Node | None:
-    """The node at `path`, None when there is no zarr.json there."""
+    """The node at `path`, None when there is no zarr.json there; a node with an error when it cannot be read. A
+    transient failure is raised (it says nothing about the store), and so is a refused root (the store cannot be
+    read at all with these credentials: unusable input, not a finding)."""
     key = node_key(path)
     try:
         raw = storage.read(key)
+    except ObjectNotFoundError:
+        return None
     except StorageError as e:
-        if _not_found(e):
-            return None
+        if isinstance(e, TransientStorageError) or (not path and isinstance(e, AccessDeniedError)):
+            raise
         return Node(path, error=f"cannot read: {e.reason}")
     with lock:
         counters["metadata_documents"] += 1
@@ -144,6 +144,8 @@ def load_view(storage: Storage, workers: int = 8, progress: bool = False) -> Sto
     if root is None:
         try:
             anything = next(iter(storage.list()), None)
+        except TransientStorageError:
+            raise
         except StorageError as e:
             raise StoreError(storage.describe(), f"cannot list the store: {e.reason}") from e
         if anything is None:
@@ -164,6 +166,8 @@ def load_view(storage: Storage, workers: int = 8, progress: bool = False) -> Sto
                     continue  # arrays hold chunks, not nodes
                 try:
                     names = storage.list_dirs(path)
+                except TransientStorageError:
+                    raise
                 except StorageError as e:
                     node.problems.append(("error", "unreadable", "", f"cannot list the group: {e.reason}"))
                     continue

@@ -134,6 +134,11 @@ class ValidationReport:
         return not self.errors
 
     @property
+    def ok(self) -> bool:
+        """No errors (warnings and info allowed): the verdict every API report has."""
+        return self.clean
+
+    @property
     def exit_code(self) -> int:
         return 0 if self.clean else 1
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import crc32c
 import numpy as np
 
+from transcode.format.shardindex import present
 from transcode.storage import S3Options, Storage, open_storage
-from transcode.validate.zarrspec import MISSING, ArraySpec, DecodeError, ShardLayout
+from transcode.validate.zarrspec import ArraySpec, DecodeError, ShardLayout
 
 BLOCK = 32 * 1024 * 1024
 MAX_GAP = 1024 * 1024
@@ -69,7 +70,7 @@ def source_of(access: StoreAccess) -> Storage:
 
 def read_index(storage: Storage, layout: ShardLayout, ref: ObjectRef) -> tuple[np.ndarray, bytes]:
     """(index, its raw bytes) of a shard: one ranged read."""
-    start, length = layout.index_range(ref.size)
+    start, length = layout.index.index_range(ref.size)
     if ref.size < length:
         raise DecodeError(f"object of {ref.size} bytes is shorter than its {length}-byte index")
     raw = storage.read_range(ref.key, start, length)
@@ -78,13 +79,13 @@ def read_index(storage: Storage, layout: ShardLayout, ref: ObjectRef) -> tuple[n
 
 def written(index: np.ndarray) -> np.ndarray:
     """Indices of the inner chunks present, in C order."""
-    return np.flatnonzero(~((index[:, 0] == MISSING) & (index[:, 1] == MISSING)))
+    return np.flatnonzero(present(index))
 
 
 def read_selected(storage: Storage, key: str, index: np.ndarray, chunks, counter: dict) -> Iterator[tuple[int, bytes]]:
     """(i, encoded bytes) of the given inner chunks (absent ones skipped), by coalesced ranged reads."""
-    entries = sorted((int(index[i, 0]), int(index[i, 1]), int(i)) for i in chunks
-                     if not (index[i, 0] == MISSING and index[i, 1] == MISSING))
+    stored = present(index)
+    entries = sorted((int(index[i, 0]), int(index[i, 1]), int(i)) for i in chunks if stored[i])
     k = 0
     while k < len(entries):
         start = entries[k][0]
@@ -108,8 +109,8 @@ def read_whole(storage: Storage, layout: ShardLayout, ref: ObjectRef, index: np.
                counter: dict) -> Iterator[tuple[int, bytes]]:
     """(i, encoded bytes) of every present inner chunk, reading the object front to back in blocks; the CRC32C of
     the whole object ends up in counter["crc32c"]."""
-    lo, hi = layout.data_range(ref.size)
-    crc = crc32c.crc32c(index_raw) if layout.index_location == "start" else 0
+    lo, hi = layout.index.data_range(ref.size)
+    crc = crc32c.crc32c(index_raw) if layout.index.location == "start" else 0
     entries = sorted((int(index[i, 0]), int(index[i, 1]), int(i)) for i in written(index))
     cuts = [lo]
     for off, n, _ in entries:
@@ -134,6 +135,6 @@ def read_whole(storage: Storage, layout: ShardLayout, ref: ObjectRef, index: np.
                 counter["bytes"] += len(piece)
                 counter["reads"] += 1
                 yield i, piece
-    if layout.index_location == "end":
+    if layout.index.location == "end":
         crc = crc32c.crc32c(index_raw, crc)
     counter["crc32c"] = f"{crc:08x}"

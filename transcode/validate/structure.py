@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from transcode.errors import StorageError
-from transcode.format.metadata import SIDECAR
+from transcode.errors import StorageError, TransientStorageError
+from transcode.format.arrays import EMBEDDINGS, SCALES, TIME, ArrayDecl, sharded_arrays
+from transcode.format.keys import group_zone
+from transcode.format.shardindex import EMPTY, outside, present
+from transcode.format.sidecar import in_sidecar
 from transcode.storage import Storage, join_key
-from transcode.validate.metadata import ZONE_RE
-from transcode.validate.nodes import StoreView
+from transcode.validate.nodes import Node, StoreView
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
-from transcode.validate.zarrspec import MISSING, ArraySpec, DecodeError, ShardLayout
+from transcode.validate.zarrspec import ArraySpec, ChecksumMismatch, DecodeError, ShardLayout
 
 LEVEL = "structure"
 MAX_PER_SHARD = 10  # chunk findings listed per shard before summarising the rest
@@ -45,34 +47,28 @@ class StructureResult:
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (embeddings shard key, scales shard key)
 
 
-def pair_key(emb: ArraySpec, coords: tuple[int, ...], group: str) -> str:
-    """Key of the scales shard beside the embeddings shard at `coords` (t, 0, r, c) -> (t, r, c)."""
-    return join_key(group, "scales", "c", *(str(c) for c in (coords[0], coords[2], coords[3])))
-
-
 def check_index(index: np.ndarray, layout: ShardLayout, size: int) -> list[tuple[str, str, int | None, str]]:
     """Problems of a decoded shard index: (severity, code, inner chunk or None, message)."""
     out: list[tuple[str, str, int | None, str]] = []
     off, n = index[:, 0], index[:, 1]
-    empty = (off == MISSING) & (n == MISSING)
-    half = (off == MISSING) != (n == MISSING)
+    half = (off == EMPTY) != (n == EMPTY)
     for i in np.flatnonzero(half):
         out.append((ERROR, "shard-index", int(i), "index entry has one of offset/size set to 2^64-1 but not both"))
-    lo, hi = layout.data_range(size)
-    present = np.flatnonzero(~empty & ~half)
-    o, m = off[present], n[present]
-    outside = (o < lo) | (o > hi) | (m > hi - np.minimum(o, hi))
-    for j in np.flatnonzero(outside):
-        i = int(present[j])
+    lo, hi = layout.index.data_range(size)
+    stored = np.flatnonzero(present(index) & ~half)
+    o, m = off[stored], n[stored]
+    beyond = outside(index[stored], lo, hi)
+    for j in np.flatnonzero(beyond):
+        i = int(stored[j])
         out.append((ERROR, "shard-bounds", i, (f"chunk bytes {int(o[j])}..{int(o[j]) + int(m[j]) - 1} lie outside the "
                     f"object's chunk region {lo}..{hi - 1} (object {size} bytes: truncated or bad index)")))
     for j in np.flatnonzero(m == 0):
-        out.append((ERROR, "shard-index", int(present[j]),
+        out.append((ERROR, "shard-index", int(stored[j]),
                     "index entry of size 0: no codec encodes a chunk in 0 bytes"))
-    inside = ~outside
+    inside = ~beyond
     if inside.sum() > 1:
         order = np.argsort(o[inside], kind="stable")
-        idx = present[inside][order]
+        idx = stored[inside][order]
         starts, ends = o[inside][order], o[inside][order] + m[inside][order]
         prev_end = np.maximum.accumulate(ends)[:-1]
         for j in np.flatnonzero(starts[1:] < prev_end):
@@ -90,13 +86,15 @@ def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[
     """Read one index tail (one ranged read) and check it; (findings, presence mask or None, bytes read)."""
     layout = spec.shard
     findings: list[Finding] = []
-    start, length = layout.index_range(shard.size)
-    if shard.size < layout.index_nbytes:
+    start, length = layout.index.index_range(shard.size)
+    if shard.size < layout.index.nbytes:
         findings.append(Finding(ERROR, LEVEL, "shard-truncated", shard.key, f"object is {shard.size} bytes, shorter "
-                                f"than its {layout.index_nbytes}-byte shard index"))
+                                f"than its {layout.index.nbytes}-byte shard index"))
         return findings, None, 0
     try:
         raw = storage.read_range(shard.key, start, length)
+    except TransientStorageError:
+        raise  # says nothing about the shard: the run stops rather than report it broken
     except StorageError as e:
         findings.append(Finding(ERROR, LEVEL, "shard-unreadable", shard.key,
                                 f"cannot read the shard index: {e.reason}"))
@@ -104,7 +102,8 @@ def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[
     try:
         index = layout.parse_index(raw)
     except DecodeError as e:
-        findings.append(Finding(ERROR, LEVEL, "shard-crc" if "CRC32C" in str(e) else "shard-index", shard.key,
+        code = "shard-crc" if isinstance(e, ChecksumMismatch) else "shard-index"
+        findings.append(Finding(ERROR, LEVEL, code, shard.key,
                                 f"shard index unusable: {e} (truncated or overwritten shard)",
                                 details={"index_offset": start, "index_bytes": length}))
         return findings, None, len(raw)
@@ -115,13 +114,13 @@ def _shard_task(storage: Storage, spec: ArraySpec, shard: ShardObject) -> tuple[
     if len(problems) > MAX_PER_SHARD:
         findings.append(Finding(ERROR, LEVEL, "shard-index", shard.key,
                                 f"... and {len(problems) - MAX_PER_SHARD} more index problems in this shard"))
-    present = ~((index[:, 0] == MISSING) & (index[:, 1] == MISSING))
-    shard.written = int(present.sum())
+    stored = present(index)
+    shard.written = int(stored.sum())
     shard.sound = not any(sev == ERROR for sev, *_ in problems)
     if shard.written == 0:
         findings.append(Finding(WARNING, LEVEL, "shard-empty", shard.key, "shard holds no chunk (shards without "
                                 "data are never written)"))
-    return findings, present, len(raw)
+    return findings, stored, len(raw)
 
 
 def check_structure(view: StoreView, profile: str, report: ValidationReport, workers: int = 1,
@@ -138,7 +137,7 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
             listed["objects"] += 1
             listed["bytes"] += obj.size
             key = obj.key
-            if key.startswith(SIDECAR + "/"):
+            if in_sidecar(key):
                 listed["sidecar"] += 1
                 continue
             parts = key.split("/")
@@ -175,6 +174,8 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
             else:
                 why = "belongs to no node"
             report.add(Finding(WARNING, LEVEL, "orphan", key, f"orphan object ({obj.size} bytes): {why}"))
+    except TransientStorageError:
+        raise
     except StorageError as e:
         report.add(Finding(ERROR, LEVEL, "unreadable", "", f"cannot list the store: {e.reason}"))
     for owner, keys in sorted(orphans_by_owner.items()):
@@ -193,29 +194,8 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
         by_array[sh.array].append(sh)
     if tessera:
         for g in sorted(groups):
-            if not ZONE_RE.match(g.rsplit("/", 1)[-1] or "-"):
-                continue
-            emb, sc = arrays.get(join_key(g, "embeddings")), arrays.get(join_key(g, "scales"))
-            if not (emb and sc and emb.spec and sc.spec and emb.spec.sharded and sc.spec.sharded
-                    and len(emb.spec.shape) == 4 and len(sc.spec.shape) == 3
-                    and emb.spec.chunk_shape[2:] == sc.spec.chunk_shape[1:]
-                    and emb.spec.shard.inner_shape[2:] == sc.spec.shard.inner_shape[1:]):
-                continue  # the metadata level reports shards that cannot pair
-            for sh in by_array[emb.path]:
-                other = pair_key(emb.spec, sh.coords, g)
-                if other in result.shards:
-                    jobs.append(("pair", emb.spec, sh, sc.spec, result.shards[other]))
-                    paired |= {sh.key, other}
-                    result.pairs.append((sh.key, other))
-                else:
-                    report.add(Finding(ERROR, LEVEL, "shard-pairing", sh.key, f"embeddings shard has no scales shard "
-                                       f"beside it ({other})", details={"missing": other}))
-            for sh in by_array[sc.path]:
-                if sh.key not in paired:
-                    c = sh.coords
-                    other = join_key(g, "embeddings", "c", str(c[0]), "0", str(c[1]), str(c[2]))
-                    report.add(Finding(ERROR, LEVEL, "shard-pairing", sh.key, f"scales shard has no embeddings shard "
-                                       f"beside it ({other})", details={"missing": other}))
+            if group_zone(g) is not None:
+                paired |= _pair_shards(g, arrays, by_array, result, jobs, report)
     for key, sh in result.shards.items():
         if key not in paired:
             jobs.append(("single", arrays[sh.array].spec, sh))
@@ -240,6 +220,8 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
                     if diff.size > MAX_PER_SHARD:
                         found.append(Finding(ERROR, LEVEL, "chunk-pairing", so.key, f"... and "
                                              f"{diff.size - MAX_PER_SHARD} more unpaired inner chunks"))
+        except TransientStorageError:
+            raise
         except Exception as e:  # noqa: BLE001 - never crash on a corrupted store
             found, n, nread = [Finding(ERROR, LEVEL, "internal", job[2].key, f"shard not checked: "
                                        f"{type(e).__name__}: {e}")], 0, 0
@@ -257,6 +239,45 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
     bar.close()
     report.coverage = coverage(view, result, time_values or {})
     return result
+
+
+def _pair_shards(group: str, arrays: dict[str, Node], by_array: dict[str, list[ShardObject]],
+                 result: StructureResult, jobs: list[tuple], report: ValidationReport) -> set[str]:
+    """Every sharded array of a zone group has a shard at the same (year, shard row, shard column) as each other
+    one (a shard set is written together); embeddings and scales shards are read as pairs so their chunk presence
+    can be compared. Returns the keys of the shards queued as pairs."""
+    decls = sharded_arrays()
+    nodes = [arrays.get(join_key(group, d.name)) for d in decls]
+    if not all(_shardable(n, d) for n, d in zip(nodes, decls)) or \
+            len({d.spatial(n.spec.chunk_shape) for n, d in zip(nodes, decls)}) > 1:
+        return set()  # the metadata level reports arrays that are missing or whose shards cannot pair
+    sets: dict[tuple[int, int, int], dict[str, ShardObject]] = defaultdict(dict)
+    for n, d in zip(nodes, decls):
+        t = d.dims.index(TIME.name)
+        for sh in by_array[n.path]:
+            sets[(sh.coords[t], *d.spatial(sh.coords))][d.name] = sh
+    paired: set[str] = set()
+    emb, sc = nodes[decls.index(EMBEDDINGS)], nodes[decls.index(SCALES)]
+    chunks_pair = EMBEDDINGS.spatial(emb.spec.shard.inner_shape) == SCALES.spatial(sc.spec.shard.inner_shape)
+    for (t, row, col), members in sets.items():  # in listing order of the first array's shards
+        for d in decls:
+            if d.name in members:
+                continue
+            other = d.shard_key(group, t, row, col)
+            for name, sh in members.items():
+                report.add(Finding(ERROR, LEVEL, "shard-pairing", sh.key, f"{name} shard has no {d.name} shard "
+                                   f"beside it ({other})", details={"missing": other}))
+        e, s = members.get(EMBEDDINGS.name), members.get(SCALES.name)
+        if e is not None and s is not None and chunks_pair:
+            jobs.append(("pair", emb.spec, e, sc.spec, s))
+            paired |= {e.key, s.key}
+            result.pairs.append((e.key, s.key))
+    return paired
+
+
+def _shardable(node: Node | None, decl: ArrayDecl) -> bool:
+    return node is not None and node.spec is not None and node.spec.sharded and len(node.spec.shape) == len(decl.dims)
+
 
 
 def coverage(view: StoreView, result: StructureResult, time_values: dict[str, list[int]]) -> list[dict]:

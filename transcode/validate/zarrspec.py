@@ -12,6 +12,7 @@ from typing import Any
 import crc32c
 import numpy as np
 
+from transcode.format.shardindex import IndexChecksumError, IndexLayout, ShardIndexError
 from transcode.validate.report import ERROR, WARNING
 
 # (severity, code, JSON pointer inside the document, message)
@@ -29,14 +30,14 @@ GROUP_KEYS = {"zarr_format", "node_type", "attributes", "consolidated_metadata"}
 ARRAY_TO_ARRAY = {"transpose"}
 ARRAY_TO_BYTES = {"bytes", "sharding_indexed", "vlen-utf8", "vlen-bytes"}
 BYTES_TO_BYTES = {"gzip", "zstd", "blosc", "crc32c", "numcodecs.lz4", "imagecodecs_brotli", "imagecodecs_snappy"}
-# configuration keys of the extension compressors `convert --codec` can write (transcode.codecs.spec)
+# configuration keys of the extension compressors `convert --codec` can write (transcode.codecs.spec), and every
+# key imagecodecs-zarr writes for Brotli and Snappy (its Snappy may carry a `level`, which Snappy ignores)
 EXTENSION_KEYS = {"numcodecs.lz4": {"acceleration"}, "imagecodecs_brotli": {"level", "lgwin", "mode"},
-                  "imagecodecs_snappy": set()}
+                  "imagecodecs_snappy": {"level"}}
 # codecs that zarr-python, tensorstore and zarrs all read (the core spec plus the registered zstd extension)
 PORTABLE_CODECS = {"bytes", "transpose", "gzip", "blosc", "crc32c", "sharding_indexed", "zstd"}
 BLOSC_CNAMES = ("lz4", "lz4hc", "blosclz", "zstd", "snappy", "zlib")
 BLOSC_SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
-MISSING = 2**64 - 1
 
 
 def ptr(*parts: Any) -> str:
@@ -413,6 +414,10 @@ class DecodeError(ValueError):
     pass
 
 
+class ChecksumMismatch(DecodeError):
+    """The bytes are there but their stored CRC32C does not match them."""
+
+
 class UnsupportedCodec(ValueError):
     pass
 
@@ -479,7 +484,7 @@ class Chain:
                     raise DecodeError("shorter than its CRC32C")
                 body, tail = bytes(buf[:-4]), bytes(buf[-4:])
                 if crc32c.crc32c(body) != int.from_bytes(tail, "little"):
-                    raise DecodeError("CRC32C mismatch")
+                    raise ChecksumMismatch("CRC32C mismatch")
                 buf = body
             else:
                 try:
@@ -499,44 +504,22 @@ class Chain:
 
 @dataclass(frozen=True)
 class ShardLayout:
-    """How a `sharding_indexed` shard is laid out: inner chunks, their chain, the index."""
+    """How a `sharding_indexed` shard is laid out: inner chunks, their chain, the index (transcode.format)."""
 
     inner_shape: tuple[int, ...]
     per_shard: tuple[int, ...]  # inner chunks per shard along each dimension
     inner_codecs: list
-    index_endian: str
-    index_crc: bool
-    index_location: str
-
-    @property
-    def n_chunks(self) -> int:
-        return int(np.prod(self.per_shard, dtype=np.int64))
-
-    @property
-    def index_nbytes(self) -> int:
-        return self.n_chunks * 16 + (4 if self.index_crc else 0)
-
-    def index_range(self, size: int) -> tuple[int, int]:
-        """(start, length) of the index in an object of `size` bytes."""
-        n = self.index_nbytes
-        return (size - n, n) if self.index_location == "end" else (0, n)
-
-    def data_range(self, size: int) -> tuple[int, int]:
-        """[start, end) of the region where chunks may lie."""
-        n = self.index_nbytes
-        return (0, size - n) if self.index_location == "end" else (n, size)
+    index: IndexLayout
 
     def parse_index(self, raw: bytes) -> np.ndarray:
-        """(n_chunks, 2) uint64 offsets and sizes; DecodeError if the CRC32C does not match."""
-        if len(raw) != self.index_nbytes:
-            raise DecodeError(f"index is {len(raw)} bytes, expected {self.index_nbytes}")
-        body = raw[:-4] if self.index_crc else raw
-        if self.index_crc:
-            want = int.from_bytes(raw[-4:], "little")
-            got = crc32c.crc32c(body)
-            if got != want:
-                raise DecodeError(f"index CRC32C mismatch: stored {want:08x}, computed {got:08x}")
-        return np.frombuffer(body, dtype="<u8" if self.index_endian == "little" else ">u8").reshape(-1, 2)
+        """(n_chunks, 2) uint64 offsets and sizes; DecodeError if the length is wrong, ChecksumMismatch if the
+        CRC32C is."""
+        try:
+            return self.index.decode(raw)
+        except IndexChecksumError as e:
+            raise ChecksumMismatch(str(e)) from None
+        except ShardIndexError as e:
+            raise DecodeError(str(e)) from None
 
 
 class ArraySpec:
@@ -570,14 +553,13 @@ class ArraySpec:
                 return
             cfg = codecs[i]["configuration"]
             inner = tuple(cfg["chunk_shape"])
-            idx = [_codec(c) for c in cfg["index_codecs"]]
-            idx_names = [n for n, _, _ in idx]
-            if idx_names not in (["bytes"], ["bytes", "crc32c"]):
-                self.unsupported = f"shard index codecs {idx_names} are not supported by the validator"
+            per_shard = tuple(c // i for c, i in zip(self.chunk_shape, inner))
+            try:
+                index = IndexLayout.from_sharding(math.prod(per_shard), cfg)
+            except ShardIndexError as e:
+                self.unsupported = f"{e} by the validator"
                 return
-            endian = (idx[0][1] or {}).get("endian", "little")
-            self.shard = ShardLayout(inner, tuple(c // i for c, i in zip(self.chunk_shape, inner)), cfg["codecs"],
-                                     endian, "crc32c" in idx_names, cfg.get("index_location", "end"))
+            self.shard = ShardLayout(inner, per_shard, cfg["codecs"], index)
 
     @property
     def sharded(self) -> bool:

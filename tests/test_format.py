@@ -1,0 +1,319 @@
+"""transcode.format is the one definition of a tessera store. For every declared array (the store's own, and arrays
+added here by one declaration each, shaped like the stretch-statistics and nested-depth arrays to come) the
+metadata builder writes exactly that array, the validator's tessera layout reports each of its facts changed in a
+written store, its shards are paired at the structure level, and the mirror verifier's zarr level reads its shard
+index with the declared layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from transcode.codecs.spec import parse_codec_options
+from transcode.engine.shardwriter import ShardWriter
+from transcode.format import arrays
+from transcode.format.arrays import COORDINATE, PER_YEAR, ZONE_ARRAYS, ArrayDecl, Sharded, Zone, sharded_arrays
+from transcode.format.grid import ZoneGrid
+from transcode.format.keys import zone_group
+from transcode.format.metadata import build_metadata
+from transcode.format.shardindex import EMPTY, IndexLayout, ShardIndexError, present
+from transcode.mirrors.zarrcheck import ZarrLayout
+from transcode.storage import LocalStorage
+from transcode.validate import ValidateOptions, validate
+
+GRIDS = {30: ZoneGrid(30, 500000.0, 6000000.0, 512, 768), 31: ZoneGrid(31, 200000.0, -100000.0, 256, 256)}
+TIME = [2023, 2024]
+SHARD, CHUNK = (256, 256), (32, 32)
+CHANGED_TYPE = {"int8": "int16", "int32": "int64", "int64": "int32", "uint8": "uint16", "float32": "float64",
+                "float64": "float32"}
+
+
+def _depth_inner(zone: Zone, decl: ArrayDecl) -> tuple[int, int]:
+    """The nested-depth rule: the largest power-of-two side s with D * s * s <= 128 KiB."""
+    d = zone.size(decl.dims[1])
+    side = 1
+    while d * (2 * side) ** 2 <= 128 * 1024:
+        side *= 2
+    return side, side
+
+
+# one declaration per new array (and the sizes of its new dimensions): nothing else is added anywhere
+EXTRA_DIMENSIONS = {"band_d4": lambda z: 4, "shard_row": lambda z: z.grid.height // z.shard[0],
+                    "shard_col": lambda z: z.grid.width // z.shard[1]}
+EXTRA_ARRAYS = [
+    ArrayDecl("embeddings_d4", np.dtype("int8"), ("time", "band_d4", "y", "x"), 0, Sharded(_depth_inner),
+              codec="embeddings"),
+    ArrayDecl("band_d4", np.dtype("int32"), ("band_d4",), 0, COORDINATE, values=lambda z: np.arange(4,
+              dtype="int32"), attributes={"long_name": "embedding dimension"}, fill_checked=False),
+    ArrayDecl("stretch_stats_count", np.dtype("int64"), ("time",), 0, PER_YEAR),
+    ArrayDecl("stretch_stats_sum", np.dtype("float64"), ("time", "band"), 0.0, PER_YEAR),
+    ArrayDecl("stretch_stats_shards", np.dtype("uint8"), ("time", "shard_row", "shard_col"), 0, PER_YEAR),
+]
+
+
+@pytest.fixture(params=["store arrays", "with added arrays"])
+def declared(request, monkeypatch) -> list[ArrayDecl]:
+    """The declarations in force: the store's own, or those plus the added ones."""
+    if request.param == "with added arrays":
+        for name, size in EXTRA_DIMENSIONS.items():
+            monkeypatch.setitem(arrays.DIMENSIONS, name, size)
+        for decl in EXTRA_ARRAYS:
+            monkeypatch.setitem(ZONE_ARRAYS, decl.name, decl)
+    return list(ZONE_ARRAYS.values())
+
+
+def _zones() -> dict[str, Zone]:
+    return {zone_group(z): Zone(g, tuple(TIME), SHARD, CHUNK) for z, g in GRIDS.items()}
+
+
+def _docs() -> dict[str, bytes]:
+    return build_metadata(GRIDS, TIME, shard=SHARD, chunk=CHUNK, codecs=parse_codec_options(None), build_version="1",
+                          model_version="1.1")
+
+
+def _write(path: Path) -> LocalStorage:
+    store = LocalStorage(path)
+    for key, data in _docs().items():
+        store.put(key, data)
+    return store
+
+
+def _edit(store: Path, path: str, fn) -> None:
+    """Change an array's zarr.json and its copy in the consolidated metadata alike."""
+    node = store / path / "zarr.json"
+    doc = json.loads(node.read_bytes())
+    fn(doc)
+    node.write_text(json.dumps(doc))
+    root = json.loads((store / "zarr.json").read_bytes())
+    root["consolidated_metadata"]["metadata"][path] = doc
+    (store / "zarr.json").write_text(json.dumps(root))
+
+
+def _problems(store: Path, level: str = "metadata") -> list:
+    report = validate(str(store), ValidateOptions(level=level, profile="tessera"))
+    assert not [f for f in report.findings if f.code == "internal"], [f.line() for f in report.findings]
+    return [f for f in report.findings if f.severity in ("error", "warning") and f.code != "shard-empty"]
+
+
+# ------------------------------------------------------------------------------------------ the builder
+
+def test_the_builder_writes_exactly_the_declared_arrays(declared, tmp_path):
+    docs = _docs()
+    for group, zone in _zones().items():
+        written = {k.split("/")[1] for k in docs if k.startswith(group + "/") and k.count("/") == 2
+                   and k.endswith("/zarr.json")}
+        assert written == {d.name for d in declared}
+        for decl in declared:
+            doc = json.loads(docs[f"{group}/{decl.name}/zarr.json"])
+            assert doc["data_type"] == decl.data_type
+            assert doc["dimension_names"] == list(decl.dims)
+            assert doc["fill_value"] == decl.fill_json
+            assert doc["shape"] == list(decl.shape(zone))
+            assert doc["attributes"] == decl.attributes
+            grid = doc["chunk_grid"]["configuration"]["chunk_shape"]
+            if decl.sharded:
+                layout = decl.index_layout(zone)
+                (codec,) = doc["codecs"]
+                assert codec["name"] == "sharding_indexed"
+                assert grid == list(decl.shards(zone))
+                assert codec["configuration"]["chunk_shape"] == list(decl.chunks(zone))
+                assert codec["configuration"]["index_codecs"] == layout.zarr_index_codecs()
+                assert codec["configuration"]["index_location"] == layout.location
+                assert layout.n_chunks == np.prod(np.array(grid) // decl.chunks(zone))
+            else:
+                assert grid == list(decl.chunks(zone))
+                assert "sharding_indexed" not in json.dumps(doc["codecs"])
+    # coordinates hold their declared values; zarr-python reads the store as written
+    _write(tmp_path / "s")
+    root = zarr.open_group(str(tmp_path / "s"), mode="r")
+    for group, zone in _zones().items():
+        for decl in declared:
+            if decl.values is not None:
+                np.testing.assert_array_equal(root[f"{group}/{decl.name}"][:], decl.values(zone))
+
+
+def test_the_store_arrays_are_the_documented_ones():
+    """What docs/format.md and the incumbent's readers expect; the declarations may not drift from it."""
+    zone = _zones()["utm30"]
+    facts = {d.name: (d.data_type, d.dims, d.fill_json, d.shape(zone), d.shards(zone), d.chunks(zone))
+             for d in ZONE_ARRAYS.values()}
+    t, h, w = len(TIME), 512, 768
+    assert facts == {
+        "embeddings": ("int8", ("time", "band", "y", "x"), 0, (t, 128, h, w), (1, 128, 256, 256), (1, 128, 32, 32)),
+        "scales": ("float32", ("time", "y", "x"), "Infinity", (t, h, w), (1, 256, 256), (1, 32, 32)),
+        "time": ("int32", ("time",), 0, (t,), None, (t,)),
+        "band": ("int32", ("band",), 0, (128,), None, (128,)),
+        "x": ("float64", ("x",), 0, (w,), None, (w,)),
+        "y": ("float64", ("y",), 0, (h,), None, (h,)),
+    }
+    assert ZONE_ARRAYS["embeddings"].shard_key("utm30", 1, 2, 3) == "utm30/embeddings/c/1/0/2/3"
+    assert ZONE_ARRAYS["scales"].shard_key("utm30", 1, 2, 3) == "utm30/scales/c/1/2/3"
+    np.testing.assert_array_equal(ZONE_ARRAYS["x"].values(zone)[:2], [500005.0, 500015.0])
+    np.testing.assert_array_equal(ZONE_ARRAYS["y"].values(zone)[:2], [5999995.0, 5999985.0])
+
+
+# ------------------------------------------------------------------------------------------ the validator
+
+def _facts(decl: ArrayDecl) -> list[tuple[str, str, object]]:
+    """(fact, JSON pointer, how to change it in a document) for every checked fact of a declaration."""
+
+    def dims(d):
+        d["dimension_names"] = [*d["dimension_names"][:-1], d["dimension_names"][-1] + "_"]
+
+    def fill(d):
+        d["fill_value"] = "NaN" if decl.dtype.kind == "f" else 1
+
+    def chunking(d):  # two years per chunk (or shard) instead of one
+        d["chunk_grid"]["configuration"]["chunk_shape"][decl.dims.index("time")] = 2
+
+    out = [("data_type", "/data_type", lambda d: d.update(data_type=CHANGED_TYPE[d["data_type"]])),
+           ("dimension_names", "/dimension_names", dims)]
+    if decl.fill_checked:
+        out.append(("fill_value", "/fill_value", fill))
+    if decl.chunking.checked:
+        out.append(("chunking", "/chunk_grid/configuration/chunk_shape", chunking))
+    return out
+
+
+def test_a_written_store_validates_clean(declared, tmp_path):
+    _write(tmp_path / "s")
+    assert _problems(tmp_path / "s", "structure") == []
+
+
+def test_each_changed_fact_of_each_array_is_reported_as_exactly_that(declared, tmp_path):
+    clean = _docs()
+    cases = [(decl, *fact) for decl in declared for fact in _facts(decl)]
+    assert len(cases) >= 2 * len(declared)
+    for decl, fact, pointer, change in cases:
+        store = tmp_path / f"{decl.name}-{fact}"
+        s = LocalStorage(store)
+        for key, data in clean.items():
+            s.put(key, data)
+        path = f"utm30/{decl.name}"
+        _edit(store, path, change)
+        found = _problems(store)
+        layout = [(f.code, f.key, f.pointer) for f in found if f.code == "layout"]
+        assert layout == [("layout", f"{path}/zarr.json", pointer)], (decl.name, fact, [f.line() for f in found])
+        # whatever else is said follows from the same change to the same array (a coordinate whose values no
+        # longer decode, for instance)
+        assert all(f.key.startswith(path + "/") or path in json.dumps(f.details) for f in found), \
+            (decl.name, fact, [f.line() for f in found])
+
+
+def _twice_as_wide(axis: int):
+    def change(doc: dict) -> None:
+        doc["chunk_grid"]["configuration"]["chunk_shape"][axis] *= 2
+    return change
+
+
+def test_sharded_arrays_must_pair_with_each_other(declared, tmp_path):
+    ref, *others = sharded_arrays()
+    assert ref.name == "embeddings" and others
+    for decl in others:
+        store = tmp_path / decl.name
+        _write(store)
+        path = f"utm30/{decl.name}"
+
+        _edit(store, path, _twice_as_wide(decl.dims.index("x")))
+        found = _problems(store)
+        assert [(f.code, f.key) for f in found] == [("layout", f"{path}/zarr.json")], [f.line() for f in found]
+        assert "must pair with the embeddings shards" in found[0].message
+
+
+def test_every_sharded_array_has_a_shard_beside_the_others(declared, tmp_path):
+    """A shard set is written together: the structure level names each declared array's missing shard."""
+    store = _write(tmp_path / "s")
+    zone = _zones()["utm30"]
+    codecs = parse_codec_options(None)
+
+    def put_shard(decl: ArrayDecl) -> None:
+        n = decl.index_layout(zone).n_chunks
+        sink = store.open_writer(decl.shard_key("utm30", 1, 0, 2))
+        ShardWriter(sink, n, codecs[decl.codec].encoder(decl.dtype)).finish()
+        sink.commit()
+
+    decls = sharded_arrays()
+    put_shard(decls[0])
+    found = _problems(tmp_path / "s", "structure")
+    missing = sorted(f.details["missing"] for f in found if f.code == "shard-pairing")
+    assert missing == sorted(d.shard_key("utm30", 1, 0, 2) for d in decls[1:])
+    assert all(f.key == decls[0].shard_key("utm30", 1, 0, 2) for f in found)
+    for decl in decls[1:]:
+        put_shard(decl)
+    assert _problems(tmp_path / "s", "structure") == []
+
+
+# ------------------------------------------------------------------------------------------ the mirror verifier
+
+def test_the_mirror_verifier_reads_each_shard_index_as_declared(declared, tmp_path):
+    store = _write(tmp_path / "s")
+    reads = []
+
+    def read(key: str) -> bytes | None:
+        reads.append(key)
+        return store.read(key) if store.exists(key) else None
+
+    layout = ZarrLayout(read)
+    for group, zone in _zones().items():
+        for decl in declared:
+            key = decl.shard_key(group, 0, 0, 0) if decl.sharded else f"{group}/{decl.name}/c/0"
+            assert layout.shard(key) == (decl.index_layout(zone) if decl.sharded else None), (group, decl.name)
+    assert reads == ["zarr.json"]  # everything came from the consolidated metadata
+
+
+# ------------------------------------------------------------------------------------------ the shard index
+
+def test_shard_index_encodes_and_decodes():
+    layout = IndexLayout(4)
+    assert layout.nbytes == 4 * 16 + 4 and layout.index_range(1000) == (1000 - 68, 68)
+    assert layout.data_range(1000) == (0, 1000 - 68)
+    index = layout.empty()
+    assert not present(index).any() and (index == EMPTY).all()
+    index[1] = (0, 10)
+    index[3] = (10, 7)
+    raw = layout.encode(index)
+    np.testing.assert_array_equal(layout.decode(raw), index)
+    assert present(layout.decode(raw)).tolist() == [False, True, False, True]
+    with pytest.raises(ShardIndexError, match="CRC32C"):
+        layout.decode(raw[:-1] + bytes([raw[-1] ^ 1]))
+    with pytest.raises(ShardIndexError, match="bytes"):
+        layout.decode(raw[:-1])
+    start = IndexLayout(2, "big", False, "start")
+    assert start.nbytes == 32 and start.index_range(100) == (0, 32) and start.data_range(100) == (32, 100)
+    assert start.decode(start.encode(start.empty()))[0, 0] == EMPTY
+    config = {"index_codecs": start.zarr_index_codecs(), "index_location": "start"}
+    assert IndexLayout.from_sharding(2, config) == start
+    with pytest.raises(ShardIndexError, match="not supported"):
+        IndexLayout.from_sharding(2, {"index_codecs": [{"name": "bytes"}, {"name": "gzip"}]})
+
+
+def test_format_is_the_ground_layer():
+    """transcode.format imports nothing of the layers above it, so every one of them can read it."""
+    import ast
+
+    above = ("transcode.engine", "transcode.legacy", "transcode.validate", "transcode.mirrors", "transcode.cli",
+             "transcode.codecs", "transcode.testing")
+    package = Path(arrays.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [(path.name, n) for n in names if n.startswith(above)]
+    assert found == []
+
+
+def test_the_mirror_verifier_reads_the_format_without_heavy_imports():
+    """Manifest, sidecar and shard index come from transcode.format without pyarrow, zarr or pyproj: they load
+    only when a manifest is read, metadata built or a tile projected."""
+    import subprocess
+    import sys
+
+    code = ("import sys, transcode.mirrors.run, transcode.format.manifest, transcode.format.arrays; "
+            "print(sorted(m for m in ('pyarrow', 'zarr', 'pyproj') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
