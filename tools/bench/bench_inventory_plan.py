@@ -6,10 +6,10 @@ read the first 4 KiB of every file of the archive, with the same number of threa
   python3 tools/bench/bench_inventory_plan.py --workdir /tmp/bench-scale --sizes 10000,100000,1000000 --runs 3
 
 Archives are generated once in WORKDIR (a<N>/) and reused. Each run, per size: the floor, then `inventory`
-(writing its Parquet), then `plan --inventory` (JSON to /dev/null), then (with --convert-parent) the convert
-parent with shard building replaced by a record of two empty objects (tools/bench/convert_parent.py: inventory,
-passes, journal, metadata and manifest are the real code) into a fresh store; each a fresh process whose peak
-RSS is the kernel's (wait4). One untimed floor pass first warms the page cache, so every timed pass reads warm
+(writing its Parquet), then `plan --inventory` (JSON to /dev/null); each a fresh process whose peak RSS is the
+kernel's (wait4). With --convert-parent, the first run of each size also runs the convert parent with shard
+building replaced by a record of two empty objects (tools/bench/convert_parent.py: inventory, passes, journal,
+metadata and manifest are the real code) into a fresh store (once: it writes a journal entry per shard). One untimed floor pass first warms the page cache, so every timed pass reads warm
 metadata, as the inventory of a real archive on a file system with enough cache would.
 """
 
@@ -105,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         floor(paths, args.threads)  # warm the page cache
         inv = args.workdir / f"inv-{n}.parquet"
         runs = []
-        for _ in range(args.runs):
+        for run in range(args.runs):
             f = floor(paths, args.threads)
             i_s, i_rss, i_rc = measured([*py, "inventory", str(root), "--out", str(inv), "--workers", str(args.threads),
                                          "--no-progress", "--json"])
             p_s, p_rss, _ = measured([*py, "plan", str(root), "--inventory", str(inv), "--json", "--no-progress"])
             runs.append({"floor_s": f, "inventory_s": i_s, "inventory_rss": i_rss, "inventory_exit": i_rc,
                          "plan_s": p_s, "plan_rss": p_rss})
-            if args.convert_parent:
+            if args.convert_parent and run == 0:
                 store = args.workdir / f"store-{n}"
                 shutil.rmtree(store, ignore_errors=True)
                 c_s, c_rss, _ = measured([sys.executable, str(TOOLS / "bench" / "convert_parent.py"), str(root),
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[-1].update({"convert_parent_s": c_s, "convert_parent_rss": c_rss})
                 shutil.rmtree(store, ignore_errors=True)
             print(json.dumps({"tile_years": made["tile_years"], **runs[-1]}), file=sys.stderr)
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "inventory_exit"}
+        med = {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0] if k != "inventory_exit"}
         ty = made["tile_years"]
         results.append({
             "tile_years": ty, "files": len(paths), "cells": made["cells"], "years": made["years"],
