@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time as clock
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from typing import Any
 
 from tqdm import tqdm
@@ -14,7 +15,7 @@ from transcode import __version__
 from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.engine.executors import Executor, Job, make_executor, run_task
 from transcode.engine.identity import check_dataset
-from transcode.engine.journal import list_entries, read_entries, write_entry
+from transcode.engine.journal import entry_keys, iter_records, list_entries, write_entry
 from transcode.engine.plan import Plan, make_plan
 from transcode.engine.schedule import PendingShards
 from transcode.engine.shardbuild import EncodeSettings
@@ -244,11 +245,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     manifest_written = False
     if not nothing:
         remote = store.local_path("") is None
-        records = [ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()]
-        current = list_entries(store)
-        keys = [k for task_entries in current.values() for k in task_entries]
-        for objs in read_entries(store, keys).values():
-            records += objs
+        records = chain((ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()),
+                        iter_records(store, entry_keys(store)))  # streamed into the manifest's Arrow columns
         store.put(MANIFEST_KEY, manifest_bytes(records))
         manifest_written = True
     return ConvertReport(
