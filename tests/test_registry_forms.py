@@ -127,10 +127,12 @@ def test_rgw_every_fault_named_like_local(rgw_server, rgw_faulty):
     assert found == {(p.path, p.kind) for p in local.problems}
 
 
-def test_rgw_clean_archive_with_foreign_paths_exits_0(rgw_server, tmp_path):
+@pytest.mark.parametrize("registry_paths, landmask_registry", [("foreign", "parquet"), ("s3", "keyless")])
+def test_rgw_clean_archive_in_each_registry_form_exits_0(rgw_server, tmp_path, registry_paths, landmask_registry):
     rep = make_legacy_archive(tmp_path / "a", years=(2024,), preset="tiny", seed=3, layout="object",
-                              dataset_version="1.1", registry_paths="foreign", landmask_registry="parquet")
-    bucket = rgw_server.new_bucket("clean")
+                              dataset_version="1.1", registry_paths=registry_paths,
+                              landmask_registry=landmask_registry)
+    bucket = rgw_server.new_bucket("clean-" + registry_paths)
     rgw_server.upload_tree(rep.root, bucket, "")
     r = _cli(rgw_server, "inventory", rgw_server.url(bucket), *_s3(rgw_server), "--verify-hashes", "--json",
              "--out", "-", "--no-progress")
