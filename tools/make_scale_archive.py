@@ -7,8 +7,8 @@ both hemispheres, each present in every year; each cell has a small all-ones Geo
 registries take the forms the incumbent's scanner writes (--registry-paths, --landmask-registry).
 
 Examples:
-  python3 tools/make_scale_archive.py /tmp/scale-1m --tile-years 1000000
-  python3 tools/make_scale_archive.py /tmp/scale-10k --tile-years 10000 --registry-paths s3 --landmask-registry keyless
+  python3 tools/make_scale_archive.py SCALE-1M --tile-years 1000000
+  python3 tools/make_scale_archive.py SCALE-10K --tile-years 10000 --registry-paths s3 --landmask-registry keyless
 """
 
 from __future__ import annotations

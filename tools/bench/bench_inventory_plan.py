@@ -3,7 +3,7 @@
 peak RSS and wall time per tile-year, against the file system's own floor measured in the same run (open and
 read the first 4 KiB of every file of the archive, with the same number of threads). Reports medians as JSON.
 
-  python3 tools/bench/bench_inventory_plan.py --workdir /tmp/bench-scale --sizes 10000,100000,1000000 --runs 3
+  python3 tools/bench/bench_inventory_plan.py --workdir WORKDIR --sizes 10000,100000,1000000 --runs 3
 
 Archives are generated once in WORKDIR (a<N>/) and reused. Each run, per size: the floor, then `inventory`
 (writing its Parquet), then `plan --inventory` (JSON to /dev/null); each a fresh process whose peak RSS is the
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="tile-years per archive (default 10k,100k,1M)")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", default="3", help="runs per size: one number, or one per size (e.g. 3,3,1)")
     ap.add_argument("--threads", type=int, default=8, help="inventory --workers and floor threads (default 8)")
     ap.add_argument("--convert-parent", action="store_true", help="also measure the convert parent (see above)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
@@ -98,19 +98,26 @@ def main(argv: list[str] | None = None) -> int:
     imports = ("import transcode.cli, transcode.legacy.inventory, transcode.engine.plan, transcode.engine.convert, "
                "pyarrow.parquet, pyproj")
     base_s, base_rss, _ = measured([sys.executable, "-c", imports])
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs_per = [int(r) for r in args.runs.split(",")]
+    if len(runs_per) == 1:
+        runs_per *= len(sizes)
+    if len(runs_per) != len(sizes) or min(runs_per) < 1:
+        ap.error("--runs: one count, or one per size")
     results = []
-    for n in [int(s) for s in args.sizes.split(",")]:
+    for n, n_runs in zip(sizes, runs_per):
         root, made = archive(args.workdir, n, os.cpu_count() or 1)
         paths = files_of(root)
         floor(paths, args.threads)  # warm the page cache
         inv = args.workdir / f"inv-{n}.parquet"
         runs = []
-        for run in range(args.runs):
+        for run in range(n_runs):
+            load = os.getloadavg()  # other sessions share the cores: each run says how busy the machine was
             f = floor(paths, args.threads)
             i_s, i_rss, i_rc = measured([*py, "inventory", str(root), "--out", str(inv), "--workers", str(args.threads),
                                          "--no-progress", "--json"])
             p_s, p_rss, _ = measured([*py, "plan", str(root), "--inventory", str(inv), "--json", "--no-progress"])
-            runs.append({"floor_s": f, "inventory_s": i_s, "inventory_rss": i_rss, "inventory_exit": i_rc,
+            runs.append({"load_before": load, "floor_s": f, "inventory_s": i_s, "inventory_rss": i_rss, "inventory_exit": i_rc,
                          "plan_s": p_s, "plan_rss": p_rss})
             if args.convert_parent and run == 0:
                 store = args.workdir / f"store-{n}"
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs[-1].update({"convert_parent_s": c_s, "convert_parent_rss": c_rss})
                 shutil.rmtree(store, ignore_errors=True)
             print(json.dumps({"tile_years": made["tile_years"], **runs[-1]}), file=sys.stderr)
-        med = {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0] if k != "inventory_exit"}
+        med = {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0]
+               if k not in ("inventory_exit", "load_before")}
         ty = made["tile_years"]
         results.append({
             "tile_years": ty, "files": len(paths), "cells": made["cells"], "years": made["years"],
