@@ -71,7 +71,8 @@ def _zones() -> dict[str, Zone]:
 
 
 def _docs() -> dict[str, bytes]:
-    return build_metadata(GRIDS, TIME, shard=SHARD, chunk=CHUNK, codecs=parse_codec_options(None), build_version="1")
+    return build_metadata(GRIDS, TIME, shard=SHARD, chunk=CHUNK, codecs=parse_codec_options(None), build_version="1",
+                          model_version="1.1")
 
 
 def _write(path: Path) -> LocalStorage:
@@ -316,3 +317,27 @@ def test_the_mirror_verifier_reads_the_format_without_heavy_imports():
             "print(sorted(m for m in ('pyarrow', 'zarr', 'pyproj') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_manifest_is_assembled_in_batches_from_a_generator_in_utf8_byte_order(monkeypatch):
+    """manifest_bytes takes a generator (the journal streamed) batch by batch and sorts the rows by the keys'
+    UTF-8 bytes across batches: a non-ASCII key sorts after every ASCII one, whatever batch it came in."""
+    import io
+
+    from transcode.format import manifest
+    from transcode.format.manifest import ManifestReader, ObjectRecord, manifest_bytes
+
+    monkeypatch.setattr(manifest, "MANIFEST_BATCH", 3)
+    keys = ["z/0", "\u00e9/1", "a/2", "Z/3", "a/10", "b", "a/1"]
+    made = []
+
+    def records():
+        for i, k in enumerate(keys):
+            made.append(k)
+            yield ObjectRecord(k, i, f"{i:032x}", f"{i:08x}", f'"{i:032x}"', 0)
+
+    rows = list(ManifestReader(io.BytesIO(manifest_bytes(records()))).records())
+    assert made == keys
+    assert [r.key for r in rows] == sorted(keys, key=str.encode)
+    assert {r.key: r.size for r in rows} == {k: i for i, k in enumerate(keys)}
+    assert list(ManifestReader(io.BytesIO(manifest_bytes(iter(())))).records()) == []

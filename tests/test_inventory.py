@@ -106,10 +106,11 @@ def test_usage_errors_exit_2(clean_archive, tmp_path, capsys):
 
 
 def test_object_layout_and_year_filter(tmp_path):
-    rep = make_legacy_archive(tmp_path / "a", years=(2023, 2024), preset="tiny", layout="object", dataset="v9",
-                              landmask_version="lm2", seed=1)
+    rep = make_legacy_archive(tmp_path / "a", years=(2023, 2024), preset="tiny", layout="object",
+                              dataset="v1.1-cam", landmask_version="lm2", seed=1)
     archive = open_archive(rep.root, years=[2024])
-    assert archive.layout == "object" and archive.year_root == "npy/v9" and archive.landmask_root == "landmasks/lm2"
+    assert archive.layout == "object" and archive.year_root == "npy/v1.1-cam"
+    assert archive.landmask_root == "landmasks/lm2"
     inv = build_inventory(archive, verify_hashes=True)
     assert inv.clean, inv.problems
     assert {t.year for t in inv.tiles} == {2024} and len(inv.tiles) == 3

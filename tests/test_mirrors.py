@@ -544,7 +544,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(faulty, moto_server, tmp_pa
 
 
 def test_parallel_partitioned_listing_equals_the_plain_listing(faulty):
-    from transcode.mirrors.listing import PartitionedListing
+    from transcode.storage.partitioned import PartitionedListing
 
     ms, _, _ = faulty
     for storage in (ms.ceph, ms.aws):

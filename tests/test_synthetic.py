@@ -214,7 +214,7 @@ def test_registries_match_files(tiny):
         "grid_mtime", "scales_mtime", "grid_size", "scales_size", "lon_i", "lat_i",
     ]
     for x in m.to_pylist():
-        assert x["version"] == "v1" and x["variant"] == "int8"
+        assert x["version"] == "1.0" and x["variant"] == "vultr"
         assert (yr / x["directory"]).is_dir()
         assert (yr / x["grid_path"]).stat().st_size == x["grid_size"]
         assert (yr / x["scales_path"]).stat().st_size == x["scales_size"]
@@ -263,7 +263,7 @@ def test_object_layout(tmp_path):
     assert (root / "npy" / "v2" / "SHA256SUMS").is_file()
     assert not (root / YEAR_ROOT).exists() and not (root / LM_ROOT).exists()
     m = pq.read_table(root / "manifest.parquet").to_pylist()
-    assert {x["version"] for x in m} == {"v2"}
+    assert {(x["version"], x["variant"]) for x in m} == {("2.0", "vultr")}
     assert all((root / "npy" / "v2" / x["grid_path"]).is_file() for x in m)
     lms = pq.read_table(root / "landmasks.parquet").to_pylist()
     assert all((root / "landmasks" / "lm3" / x["key"]).is_file() for x in lms)
@@ -275,7 +275,7 @@ def test_no_landmasks_no_registries(tmp_path):
     assert not list(root.rglob("*.tiff"))
     assert not (root / LM_ROOT).exists()
     names = sorted(p.name for p in root.rglob("*") if p.is_file())
-    assert names == sorted([f"{TINY[0]}.npy", f"{TINY[0]}_scales.npy"]) and rep.files == 2
+    assert names == sorted([f"{TINY[0]}.npy", f"{TINY[0]}_scales.npy", "tessera_metadata.json"]) and rep.files == 3
     with pytest.raises(ValueError, match="landmasks"):
         S.make_legacy_archive(tmp_path / "x", tiles=TINY[:1], landmasks="none", faults=["corrupt-landmask"])
 

@@ -6,6 +6,7 @@ Examples:
   python3 tools/make_legacy_archive.py /tmp/legacy --preset tiny --years 2023 2024 --json
   python3 tools/make_legacy_archive.py /tmp/obj --layout object --landmasks ones \\
       --fault truncated --fault corrupt-bytes:grid_0.05_83.95:2024
+  python3 tools/make_legacy_archive.py /tmp/v2 --dataset-version 2.0 --registry-paths s3   # v2: no landmasks
 """
 
 from __future__ import annotations
@@ -57,10 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="small", choices=sorted(synthetic.PRESETS), help="tile set (default small)")
     ap.add_argument("--tiles", nargs="+", metavar="grid_X_Y", help="explicit tile names (override --preset)")
     ap.add_argument("--layout", default="local", choices=synthetic.LAYOUTS, help="local (default) or object")
-    ap.add_argument("--dataset", default="v1", help="object layout: npy/<dataset>/ (default v1)")
+    ap.add_argument("--dataset", help="object layout: npy/<dataset>/ (default: named after the dataset version, v1)")
+    ap.add_argument("--dataset-version", help="1.0 (default), 1.1, 2.0, ...: tessera_metadata.json, manifest.parquet")
+    ap.add_argument("--dataset-variant", default="vultr", help="default vultr")
+    ap.add_argument("--no-metadata", action="store_true", help="write no tessera_metadata.json (local layout)")
     ap.add_argument("--landmask-version", default="v1", help="object layout: landmasks/<version>/ (default v1)")
-    ap.add_argument("--landmasks", default="coastline", choices=synthetic.LANDMASK_MODES, help="default coastline")
+    ap.add_argument("--landmasks", choices=synthetic.LANDMASK_MODES,
+                    help="default coastline before v2, none from v2 on")
     ap.add_argument("--no-registries", action="store_true", help="write no registries, SHA256 files or manifests")
+    ap.add_argument("--registry-paths", default="relative", choices=synthetic.REGISTRY_PATHS,
+                    help="paths in manifest.parquet and landmasks.parquet: relative (default), foreign (another "
+                    "machine's mount) or s3 (s3://bucket/key URLs), as the incumbent's scanner writes them")
+    ap.add_argument("--landmask-registry", default="parquet", choices=synthetic.LANDMASK_REGISTRIES,
+                    help="landmasks.parquet with keys (default) or keyless (lat, lon, hash, file_size)")
     ap.add_argument(
         "--fault", action="append", type=_fault, default=[], metavar="NAME[:TILE[:YEAR]]",
         help="inject a fault after the registries are written (repeatable; see the list below)",
@@ -79,9 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             preset=args.preset,
             layout=args.layout,
             dataset=args.dataset,
+            dataset_version=args.dataset_version,
+            dataset_variant=args.dataset_variant,
+            metadata=not args.no_metadata,
             landmask_version=args.landmask_version,
             landmasks=args.landmasks,
             registries=not args.no_registries,
+            registry_paths=args.registry_paths,
+            landmask_registry=args.landmask_registry,
             faults=args.fault,
             seed=args.seed,
             progress=args.progress,

@@ -188,7 +188,8 @@ def worker_main(args) -> None:
             settings = EncodeSettings(plan.shard, plan.chunk, parse_codec_options(None))
             store = LocalStorage(args.store)
             for k, v in build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk,
-                                       codecs=settings.codecs, build_version=__version__).items():
+                                       codecs=settings.codecs, build_version=__version__,
+                                       model_version=plan.inventory.dataset.version).items():
                 store.put(k, v)
             list(pool.map(baseline_shard, plan.tasks, [args.source] * len(plan.tasks), [args.store] * len(plan.tasks),
                           [plan.shard] * len(plan.tasks)))

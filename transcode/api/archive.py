@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transcode.api.keywords import inside, layout, no_other_keywords, positive, renamed, s3_options, sorted_list
@@ -43,10 +43,12 @@ class InventoryReport:
 
 def inventory(source: str | os.PathLike[str], *, years: Iterable[int] | None = None, dataset: str | None = None,
               landmask_version: str | None = None, verify_hashes: bool = False, concurrency: int = 8,
-              out: str | os.PathLike[str] | None = None, progress: bool = False, **s3: Any) -> InventoryReport:
+              out: str | os.PathLike[str] | None = None, dataset_version: str | None = None, progress: bool = False,
+              **s3: Any) -> InventoryReport:
     """List a legacy archive (a directory or s3://bucket/prefix) without reading tile bodies, check every header,
-    size, pair, footprint and registry, and (with `out`) write the inventory as Parquet. S3 keywords:
-    `endpoint_url`, `region`, `aws_profile`, `anonymous`, `path_style`, `ca_bundle`, `requester_pays`."""
+    size, pair, footprint and registry, name its dataset (`dataset_version`, e.g. "1.1" or "v2-vultr", overrides
+    what the archive says), and (with `out`) write the inventory as Parquet. S3 keywords: `endpoint_url`,
+    `region`, `aws_profile`, `anonymous`, `path_style`, `ca_bundle`, `requester_pays`."""
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory, write_inventory
 
@@ -60,23 +62,28 @@ def inventory(source: str | os.PathLike[str], *, years: Iterable[int] | None = N
         raise UsageError(os.fspath(out), "the inventory would be written inside the source archive; choose --out "
                                          "elsewhere")
     archive = open_archive(src, options, dataset=dataset, landmask_version=landmask_version,
-                           years=sorted(years) if years is not None else None)
+                           years=sorted(years) if years is not None else None, dataset_version=dataset_version)
     inv = build_inventory(archive, verify_hashes=verify_hashes, workers=concurrency, progress=progress)
     if out is not None:
         write_inventory(inv, out)
     return InventoryReport(inv, os.fspath(out) if out is not None else None)
 
 
-def source_inventory(source: str, given: Any, options: S3Options, progress: bool) -> Inventory:
-    """The inventory a verb works from: one given as an object, a saved Parquet inventory, or one made now."""
+def source_inventory(source: str, given: Any, options: S3Options, progress: bool,
+                     dataset_version: str | None = None) -> Inventory:
+    """The inventory a verb works from: one given as an object, a saved Parquet inventory, or one made now;
+    `dataset_version` overrides the dataset it names."""
     from transcode.engine.convert import ConvertOptions, load_inventory
+    from transcode.legacy.dataset import resolve
 
-    if isinstance(given, InventoryReport):
-        return given.inventory
-    if isinstance(given, Inventory):
-        return given
+    if isinstance(given, (InventoryReport, Inventory)):
+        inv = given.inventory if isinstance(given, InventoryReport) else given
+        if dataset_version:
+            inv = replace(inv, dataset=resolve(list(inv.dataset.claims), dataset_version))
+        return inv
     path = os.fspath(given) if given is not None else None
-    return load_inventory(source, ConvertOptions(inventory=path, source_options=options, progress=progress))
+    return load_inventory(source, ConvertOptions(inventory=path, source_options=options, progress=progress,
+                                                 dataset_version=dataset_version))
 
 
 @dataclass
@@ -84,6 +91,7 @@ class PlanReport:
     """What a conversion would write: the plan (zones, shards and the tile windows that fill them)."""
 
     plan: Any  # transcode.engine.plan.Plan
+    units: bool = False  # list every work unit in the JSON document
 
     @property
     def ok(self) -> bool:
@@ -91,23 +99,25 @@ class PlanReport:
         return not self.plan.skipped and not self.plan.clipped
 
     def to_json(self) -> dict:
-        """The `plan --json` document, every work unit included."""
-        return self.plan.summary()
+        """The `plan --json` document (every work unit with `units`) and the source's dataset."""
+        return {**self.plan.summary(units=self.units), "dataset": self.plan.inventory.dataset.to_dict()}
 
 
 def plan(source: str | os.PathLike[str], *, years: Iterable[int] | None = None, zones: Iterable[int] | None = None,
          shard_size: int | Sequence[int] | None = None, chunk_size: int | Sequence[int] | None = None,
-         inventory: Any = None, progress: bool = False, **s3: Any) -> PlanReport:
+         inventory: Any = None, dataset_version: str | None = None, units: bool = False, progress: bool = False,
+         **s3: Any) -> PlanReport:
     """Place every usable tile in its UTM zone grid and group the tile windows by shard; nothing is written.
-    `inventory`: a saved Parquet inventory or an InventoryReport, instead of listing the source. S3 keywords as
-    for `inventory`."""
+    `inventory`: a saved Parquet inventory or an InventoryReport, instead of listing the source; `units`: list
+    every work unit in the report's JSON. S3 keywords as for `inventory`."""
     from transcode.engine.plan import make_plan
 
     options = s3_options(s3, "plan")
     no_other_keywords(s3, "plan")
     shard, chunk = layout(shard_size, chunk_size)
-    inv = source_inventory(os.fspath(source), inventory, options, progress)
-    return PlanReport(make_plan(inv, years=sorted_list(years), zones=sorted_list(zones), shard=shard, chunk=chunk))
+    inv = source_inventory(os.fspath(source), inventory, options, progress, dataset_version)
+    return PlanReport(make_plan(inv, years=sorted_list(years), zones=sorted_list(zones), shard=shard, chunk=chunk),
+                      units)
 
 
 @dataclass

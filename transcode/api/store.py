@@ -30,7 +30,7 @@ Codecs = str | Mapping[str, str] | Iterable[str] | None
 
 def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zones: Iterable[int] | None,
              shard_size: Any, chunk_size: Any, codecs: Codecs, workers: int, scheduler: Any, part_size: int | None,
-             strict: bool, progress: bool) -> ConvertOptions:
+             strict: bool, progress: bool, dataset_version: str | None) -> ConvertOptions:
     """The engine's options from the API keywords (the same for convert and extend)."""
     from transcode.codecs.catalog import portability_warning
     from transcode.codecs.spec import parse_codec_options
@@ -48,20 +48,21 @@ def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zone
     return ConvertOptions(
         years=sorted_list(years), zones=sorted_list(zones), workers=workers, scheduler=scheduler, shard=shard,
         chunk=chunk, codecs=parsed, part_size=part_size_bytes(part_size), strict=strict, progress=progress,
-        source_options=source_options, store_options=store_options)
+        source_options=source_options, store_options=store_options, dataset_version=dataset_version)
 
 
 def convert(source: str | os.PathLike[str], store: str | os.PathLike[str], *, years: Iterable[int] | None = None,
             zones: Iterable[int] | None = None, shard_size: int | Sequence[int] | None = None,
             chunk_size: int | Sequence[int] | None = None, codecs: Codecs = None, workers: int = DEFAULT_WORKERS,
             scheduler: Any = None, part_size: int | None = None, strict: bool = False, inventory: Any = None,
-            progress: bool = False, **s3: Any) -> ConvertReport:
+            dataset_version: str | None = None, progress: bool = False, **s3: Any) -> ConvertReport:
     """Transcode a legacy archive into a sharded Zarr v3 store (a directory or s3://bucket/prefix); re-running
     resumes and picks up added tiles. `codecs`: one spec for both arrays, {"embeddings": spec, "scales": spec},
-    or `--codec` items; `part_size` in MiB; `inventory`: a saved Parquet inventory or an InventoryReport."""
+    or `--codec` items; `part_size` in MiB; `inventory`: a saved Parquet inventory or an InventoryReport;
+    `dataset_version` overrides the source's dataset (recorded as overridden). A store holds one dataset."""
     options = _options("convert", s3, years=years, zones=zones, shard_size=shard_size, chunk_size=chunk_size,
                        codecs=codecs, workers=workers, scheduler=scheduler, part_size=part_size, strict=strict,
-                       progress=progress)
+                       progress=progress, dataset_version=dataset_version)
     return _run(os.fspath(source), os.fspath(store), options, inventory)
 
 
@@ -69,12 +70,12 @@ def extend(store: str | os.PathLike[str], years: Iterable[int], *, source: str |
            zones: Iterable[int] | None = None, shard_size: int | Sequence[int] | None = None,
            chunk_size: int | Sequence[int] | None = None, codecs: Codecs = None, workers: int = DEFAULT_WORKERS,
            scheduler: Any = None, part_size: int | None = None, strict: bool = False, inventory: Any = None,
-           progress: bool = False, **s3: Any) -> ConvertReport:
+           dataset_version: str | None = None, progress: bool = False, **s3: Any) -> ConvertReport:
     """Append later years to a store's time axis and convert them from its recorded source (or `source`);
     prepending is refused. Keywords as for `convert`."""
     options = _options("extend", s3, years=years, zones=zones, shard_size=shard_size, chunk_size=chunk_size,
                        codecs=codecs, workers=workers, scheduler=scheduler, part_size=part_size, strict=strict,
-                       progress=progress)
+                       progress=progress, dataset_version=dataset_version)
     return _run(os.fspath(source) if source is not None else None, os.fspath(store), options, inventory,
                 years=sorted_list(years))
 
@@ -88,7 +89,8 @@ def _run(source: str | None, store: str, options: ConvertOptions, inventory: Any
         raise UsageError(store, "the store would be written inside the source archive; choose another place")
     inv = None
     if inventory is not None:
-        inv = source_inventory(source or "", inventory, options.source_options, options.progress)
+        inv = source_inventory(source or "", inventory, options.source_options, options.progress,
+                               options.dataset_version)
     if years is None:
         return engine.convert(source, store, options, inventory=inv)
     return engine.extend(store, years, options, source=source, inventory=inv)

@@ -60,6 +60,9 @@ def _show_warnings(verb: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    # Arrow's default allocator keeps freed per-thread memory; the system one gives it back, which keeps the
+    # peak RSS of inventory and plan flat on millions of tiles (read when pyarrow is first imported)
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     verb = _verb(argv, parser)

@@ -180,6 +180,22 @@ def add_layout_options(p: argparse.ArgumentParser) -> None:
                    help="inner chunk size in pixels (default: an existing store's, else 32)")
 
 
+def add_dataset_option(p: argparse.ArgumentParser) -> None:
+    """`--dataset-version VERSION[-VARIANT]`."""
+    p.add_argument("--dataset-version", metavar="VERSION[-VARIANT]",
+                   help="the source's dataset, e.g. 1.1 or v2-vultr, when the archive does not say it or says it "
+                   "wrong; recorded as overridden (default: what the archive says)")
+
+
+def dataset_line(dataset: Any) -> str:
+    """The dataset of a source, for a readable report."""
+    if dataset.overridden:
+        return f"{dataset.label}, given with --dataset-version (overridden)"
+    if not dataset.known:
+        return "unknown (no tessera_metadata.json, no npy/<dataset> name, no version in manifest.parquet)"
+    return f"{dataset.label}, from {dataset.source}" + ("  (MIXED: see problems)" if dataset.conflicts else "")
+
+
 def add_inventory_option(p: argparse.ArgumentParser) -> None:
     """`--inventory PATH`."""
     p.add_argument("--inventory", metavar="PATH",

@@ -47,6 +47,7 @@ def _add_options(p: argparse.ArgumentParser, years_required: bool = False) -> No
     p.add_argument("--strict", action="store_true",
                    help="stop at the first bad tile instead of skipping it (default: off)")
     common.add_inventory_option(p)
+    common.add_dataset_option(p)
     common.add_output_options(p)
     common.add_s3_options(p, "source", "the source")
     common.add_s3_options(p, "store", "the store", writes=True)
@@ -58,7 +59,8 @@ def command(args: argparse.Namespace) -> int:
 
     options = dict(zones=args.zones, shard_size=args.shard_size, chunk_size=args.chunk_size, codecs=args.codec,
                    workers=args.workers, scheduler=args.scheduler, part_size=args.part_size, strict=args.strict,
-                   inventory=args.inventory, progress=common.progress(args), **common.s3_keywords(args, "source"),
+                   inventory=args.inventory, progress=common.progress(args), dataset_version=args.dataset_version,
+                   **common.s3_keywords(args, "source"),
                    **common.s3_keywords(args, "store", writes=True))
     if args.command == "convert":
         report = transcode.convert(args.source, args.store, years=args.years, **options)

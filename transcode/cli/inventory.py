@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset directory under npy/ (object-store layout; default: the only one)")
     p.add_argument("--landmask-version", metavar="VERSION",
                    help="version directory under landmasks/ (object-store layout; default: the latest)")
+    common.add_dataset_option(p)
     p.add_argument("--verify-hashes", action="store_true",
                    help="hash every file and compare with the registries (default: off, sizes only)")
     p.add_argument("--concurrency", type=common.positive_int, default=8, metavar="N",
@@ -45,6 +46,7 @@ def command(args: argparse.Namespace) -> int:
     report = transcode.inventory(
         args.source, years=args.years, dataset=args.dataset, landmask_version=args.landmask_version,
         verify_hashes=args.verify_hashes, concurrency=args.concurrency, out=None if args.out == "-" else args.out,
+        dataset_version=args.dataset_version,
         progress=common.progress(args), **common.s3_keywords(args))
     return common.finish(args, report, print_inventory)
 
@@ -53,6 +55,7 @@ def print_inventory(report) -> None:
     """The readable inventory report."""
     s = report.summary
     print(f"source     {s['source']}  ({s['layout']} layout)")
+    print(f"dataset    {common.dataset_line(report.inventory.dataset)}")
     for year, v in s["per_year"].items():
         print(f"year {year}  {v['tiles']} tiles ({v['usable']} usable), {common.mb(v['bytes'])}")
     for zone, years in s["per_zone"].items():

@@ -19,9 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common.add_selection_options(p)
     common.add_layout_options(p)
     common.add_inventory_option(p)
+    common.add_dataset_option(p)
     p.add_argument("--units", action="store_true",
-                   help="list every work unit (shard and its tiles) in the readable report (default: off; --json "
-                   "always lists them)")
+                   help="list every work unit (shard and its tiles), also in the --json document (default: off: "
+                   "on the full archive they are hundreds of thousands)")
     common.add_output_options(p)
     common.add_s3_options(p)
     p.set_defaults(func=command)
@@ -33,13 +34,13 @@ def command(args: argparse.Namespace) -> int:
 
     report = transcode.plan(args.source, years=args.years, zones=args.zones, shard_size=args.shard_size,
                             chunk_size=args.chunk_size, inventory=args.inventory, progress=common.progress(args),
-                            **common.s3_keywords(args))
+                            dataset_version=args.dataset_version, units=args.units, **common.s3_keywords(args))
     return common.finish(args, report, lambda r: print_plan(r, args.units))
 
 
 def print_plan(report, units: bool) -> None:
     """The readable plan (every work unit with `units`)."""
-    doc, plan = report.to_json(), report.plan
+    doc, plan = report.plan.summary(), report.plan
     print(f"time       {plan.time[0]}..{plan.time[-1]}" if plan.time else "time       (empty)")
     print(f"shards     {doc['shards']} of {plan.shard[0]}x{plan.shard[1]} px, "
           f"chunks {plan.chunk[0]}x{plan.chunk[1]} px")
@@ -48,8 +49,9 @@ def print_plan(report, units: bool) -> None:
               f"{z['height']}x{z['width']} px, "
               f"{z['shards']} shards, {z['tile_years']} tile-years")
     print(f"tiles      {doc['tile_years']} tile-years, {common.mb(doc['input_bytes'])} to read")
+    print(f"dataset    {common.dataset_line(plan.inventory.dataset)}")
     for p in plan.skipped + plan.clipped:
         print(common.problem_line(p))
     if units:
-        for u in doc["units"]:
-            print(f"  {u['shard']}: {', '.join(u['tiles'])}")
+        for task in plan.iter_tasks():
+            print(f"  {task.name}: {', '.join(p.tile for p in task.placements)}")

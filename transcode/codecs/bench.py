@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import crc32c
 import numpy as np
@@ -24,6 +24,7 @@ from transcode.codecs.spec import parse_codec_spec
 from transcode.engine.plan import PIXEL_BYTES, Plan, make_plan
 from transcode.format.arrays import BANDS, DEFAULT_CHUNK, DEFAULT_SHARD, EMBEDDINGS, SCALES
 from transcode.legacy.inventory import Inventory
+from transcode.legacy.tiletable import names
 
 BENCH_OPTIONS = (
     "none", "blosc:zstd:1", "blosc:zstd:3", "blosc:zstd:5", "blosc:zstd:3:none", "blosc:lz4:5", "blosc:lz4hc:5",
@@ -104,12 +105,13 @@ class _Recorder:
 
 def choose_tiles(plan: Plan, n: int) -> list[tuple[int, str]]:
     """N (year, tile) pairs spread evenly over the plan's tile-years in (lat, lon, year) order."""
-    placed = sorted({(p.lat_i, p.lon_i, p.year, p.tile) for t in plan.tasks for p in t.placements})
-    if not placed:
+    placed = plan.inventory.table[plan.placed_rows()]
+    if not len(placed):
         return []
+    placed = placed[np.lexsort((placed["year"], placed["lon_i"], placed["lat_i"]))]
     n = max(1, min(n, len(placed)))
-    picks = [placed[(2 * i + 1) * len(placed) // (2 * n)] for i in range(n)]
-    return [(year, tile) for _, _, year, tile in picks]
+    picks = placed[[(2 * i + 1) * len(placed) // (2 * n) for i in range(n)]]
+    return list(zip(picks["year"].tolist(), names(picks["lon_i"], picks["lat_i"])))
 
 
 def _write_cost(directory: str) -> float:
@@ -143,8 +145,10 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
         from transcode.errors import UsageError
 
         raise UsageError(source, "no usable tiles to sample")
-    sub = replace(inv, tiles=[t for t in inv.tiles if (t.year, t.tile) in chosen])
-    plan = make_plan(sub, years=years, shard=shard, chunk=chunk, time=full.time, grids=full.grids)
+    keep = [(y, name) in chosen
+            for y, name in zip(inv.table["year"].tolist(), names(inv.table["lon_i"], inv.table["lat_i"]))]
+    plan = make_plan(inv.select(np.array(keep, bool)), years=years, shard=shard, chunk=chunk, time=full.time,
+                     grids=full.grids)
     ch, cw = chunk
     est = sum((-(-p.height // ch) + 1) * (-(-p.width // cw) + 1) for t in plan.tasks for p in t.placements)
     per_chunk = ch * cw * (BANDS * _itemsize(EMBEDDINGS.name) + _itemsize(SCALES.name))
@@ -162,14 +166,14 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
             seconds += result.seconds
             tick()
         write_cost = _write_cost(tmp)
-    placed = {(p.year, p.tile): p for t in full.tasks for p in t.placements}
+    placed = inv.table[full.placed_rows()]
     return Sample(
         tiles=[f"{tile} {year}" for year, tile in sorted(chosen)],
         chunks={a: r.kept for a, r in rec.items()},
         chunk_shape={EMBEDDINGS.name: (BANDS, ch, cw), SCALES.name: (ch, cw)},
         chunks_total={a: r.seen for a, r in rec.items()},
         input_bytes=input_bytes, build_seconds=seconds,
-        archive_input_bytes=sum(p.height * p.width * PIXEL_BYTES for p in placed.values()),
+        archive_input_bytes=int((placed["height"].astype(np.int64) * placed["width"] * PIXEL_BYTES).sum()),
         archive_tiles=len(placed), write_seconds_per_byte=write_cost,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time as clock
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from typing import Any
 
 from tqdm import tqdm
@@ -13,8 +14,10 @@ from tqdm import tqdm
 from transcode import __version__
 from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.engine.executors import Executor, Job, make_executor, run_task
-from transcode.engine.journal import entry_key, list_entries, read_entries, write_entry
+from transcode.engine.identity import check_dataset
+from transcode.engine.journal import entry_keys, iter_records, list_entries, write_entry
 from transcode.engine.plan import Plan, make_plan
+from transcode.engine.schedule import PendingShards
 from transcode.engine.shardbuild import EncodeSettings
 from transcode.engine.storestate import read_settings, read_zone_grids
 from transcode.errors import ArchiveError, StoreError, UsageError
@@ -23,6 +26,7 @@ from transcode.format.manifest import ObjectRecord, manifest_bytes
 from transcode.format.metadata import build_metadata
 from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
 from transcode.legacy.archive import open_archive
+from transcode.legacy.dataset import Dataset, resolve
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
 from transcode.storage import DEFAULT_PART_SIZE, ObjectNotFoundError, S3Options, Storage, StorageError, open_storage
@@ -49,6 +53,7 @@ class ConvertOptions:
     strict: bool = False
     progress: bool = False
     inventory: str | None = None
+    dataset_version: str | None = None  # overrides the source's own dataset (recorded as overridden)
     source_options: S3Options = field(default_factory=S3Options)
     store_options: S3Options = field(default_factory=S3Options)
 
@@ -105,14 +110,18 @@ class ConvertReport:
 def load_inventory(source: str, options: ConvertOptions) -> Inventory:
     """The source's inventory: from `options.inventory` if given, else by listing the archive now."""
     if options.inventory:
-        return read_inventory(options.inventory)
-    archive = open_archive(source, options.source_options)
+        inv = read_inventory(options.inventory)
+        if options.dataset_version:
+            inv.dataset = resolve(list(inv.dataset.claims), options.dataset_version)
+        return inv
+    archive = open_archive(source, options.source_options, dataset_version=options.dataset_version)
     return build_inventory(archive, workers=8, progress=options.progress)
 
 
-def _settings_document(plan: Plan, settings: EncodeSettings, source: str) -> dict:
+def _settings_document(plan: Plan, settings: EncodeSettings, source: str, dataset: Dataset) -> dict:
     return settings_document(version=__version__, source=source, time=plan.time, encoding=settings.fingerprint(),
-                             part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()})
+                             part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()},
+                             dataset=dataset.record())
 
 
 def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) -> None:
@@ -179,42 +188,40 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     if not plan.time or not plan.grids:
         raise UsageError(source, "no usable tiles to convert for the requested years and zones")
 
+    check_dataset(source, inv.dataset, store.describe(), existing)
+
     store.discard_abandoned_writes()
     docs = build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk, codecs=settings.codecs,
-                          build_version=__version__)
-    sidecar = json.dumps(_settings_document(plan, settings, source), indent=1, sort_keys=True).encode()
+                          build_version=__version__, model_version=inv.dataset.version,
+                          landmask=inv.dataset.needs_landmask)
+    sidecar = json.dumps(_settings_document(plan, settings, source, inv.dataset), indent=1, sort_keys=True).encode()
     new_settings = existing != json.loads(sidecar)
     changed_meta = _changed_metadata(store, docs)
 
-    fp_settings = settings.fingerprint()
-    fingerprints = {t.name: t.fingerprint(fp_settings) for t in plan.tasks}
-    entries = list_entries(store)
-    todo = [t for t in plan.tasks if entry_key(t, fingerprints[t.name]) not in entries.get(t.name, {})]
-    todo.sort(key=lambda t: -t.work(plan.shard))  # biggest first: workers finish together
-    done_before = len(plan.tasks) - len(todo)
-    # old entries beside a finished shard's current one: a kill came between writing a rewritten shard's
-    # new entry and deleting its old one
-    keys_now = {t.name: entry_key(t, fingerprints[t.name]) for t in plan.tasks}
-    stale = [k for name, key in keys_now.items() if key in entries.get(name, {}) for k in entries[name] if k != key]
-    if todo or stale or changed_meta or new_settings:
-        # the manifest describes a finished store: withdraw it before anything changes, so that a kill from
-        # here on cannot leave an outdated manifest in a store that the next run would call finished
-        store.delete(MANIFEST_KEY)
+    # the manifest describes a finished store: withdraw it before anything changes, so that a kill from here on
+    # cannot leave an outdated manifest in a store that the next run would call finished
+    withdrawn = []
+
+    def withdraw_manifest() -> None:
+        if not withdrawn:
+            store.delete(MANIFEST_KEY)
+            withdrawn.append(True)
+
+    if changed_meta or new_settings:
+        withdraw_manifest()
     if new_settings:
         store.put(SETTINGS_KEY, sidecar)
-    for k in stale:
-        store.delete(k)
     meta_written = _write_metadata(store, changed_meta)
-    nothing = not todo and meta_written == 0 and store.exists(MANIFEST_KEY)
+    pending = PendingShards(plan, settings.fingerprint(), list_entries(store), store, withdraw_manifest)
 
     failed: list[dict] = []
     written = in_bytes = out_bytes = 0
     job = Job(source, options.source_options, store_url, options.store_options, settings)
-    by_name = {t.name: t for t in todo}
-    bar = tqdm(total=len(todo), unit="shard", desc="convert", disable=not options.progress)
+    bar = tqdm(total=sum(plan.shard_counts().values()) if options.progress else None, unit="shard", desc="convert",
+               disable=not options.progress)
     try:
-        for result in executor.run(_safe_task, todo, job):
-            task = by_name[result["task"]]
+        for result in executor.run(_safe_task, pending, job):
+            task, fingerprint, replaced = pending.finished(result["task"])
             if "error" in result:
                 failed.append({"shard": task.name, "error": result["error"]})
                 if options.strict:
@@ -222,8 +229,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
                 bar.update(1)
                 continue
             objects = [ObjectRecord(**o) for o in result["objects"]]
-            write_entry(store, task, fingerprints[task.name], objects)
-            for stale in entries.get(task.name, {}):
+            write_entry(store, task, fingerprint, objects)
+            for stale in replaced:
                 store.delete(stale)
             written += 1
             in_bytes += result["input_bytes"]
@@ -233,20 +240,18 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             bar.update(1)
     finally:
         bar.close()
+    nothing = not pending.changed and meta_written == 0 and store.exists(MANIFEST_KEY)
 
     manifest_written = False
     if not nothing:
         remote = store.local_path("") is None
-        records = [ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()]
-        current = list_entries(store)
-        keys = [k for task_entries in current.values() for k in task_entries]
-        for objs in read_entries(store, keys).values():
-            records += objs
+        records = chain((ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()),
+                        iter_records(store, entry_keys(store)))  # streamed into the manifest's Arrow columns
         store.put(MANIFEST_KEY, manifest_bytes(records))
         manifest_written = True
     return ConvertReport(
-        source=source, store=store.describe(), time=plan.time, shards_planned=len(plan.tasks),
-        shards_written=written, shards_already_done=done_before, metadata_written=meta_written,
+        source=source, store=store.describe(), time=plan.time, shards_planned=pending.planned,
+        shards_written=written, shards_already_done=pending.done_before, metadata_written=meta_written,
         input_bytes=in_bytes, output_bytes=out_bytes, seconds=clock.perf_counter() - t0, executor=executor.name,
         skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed, nothing_to_do=nothing,
         years_outside_time_axis=plan.outside_time,

@@ -4,16 +4,17 @@ alone tells which shards are done and still current (keys: transcode.format.side
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from itertools import islice
 
 from transcode.engine.plan import ShardTask
 from transcode.format.manifest import ObjectRecord
 from transcode.format.sidecar import JOURNAL_PREFIX, journal_key, journal_shard
 from transcode.storage import Storage
 
-__all__ = ["JOURNAL_PREFIX", "entry_key", "list_entries", "read_entries", "write_entry"]
+__all__ = ["JOURNAL_PREFIX", "entry_key", "entry_keys", "iter_records", "list_entries", "write_entry"]
 
 
 def entry_key(task: ShardTask, fingerprint: str) -> str:
@@ -39,12 +40,21 @@ def write_entry(store: Storage, task: ShardTask, fingerprint: str, objects: list
     return key
 
 
-def read_entries(store: Storage, keys: Iterable[str], workers: int = 16) -> dict[str, list[ObjectRecord]]:
-    """Journal key -> the object records it holds (read in parallel)."""
-    keys = list(keys)
+def entry_keys(store: Storage) -> Iterator[str]:
+    """Every journal entry's key, streamed from the listing."""
+    for obj in store.list(JOURNAL_PREFIX):
+        if journal_shard(obj.key) is not None:
+            yield obj.key
 
+
+def iter_records(store: Storage, keys: Iterable[str], workers: int = 16, batch: int = 1024) -> Iterator[ObjectRecord]:
+    """The object records of these journal entries, read in parallel a batch of entries at a time (streamed:
+    nothing is kept once yielded)."""
     def one(k: str) -> list[ObjectRecord]:
         return [ObjectRecord(**o) for o in json.loads(store.read(k))["objects"]]
 
+    it = iter(keys)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(keys, pool.map(one, keys)))
+        while chunk := list(islice(it, batch)):
+            for objs in pool.map(one, chunk):
+                yield from objs

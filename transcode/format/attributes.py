@@ -13,21 +13,24 @@ from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, SCALES_DTYPE, SPA
 from transcode.format.grid import PIXEL_M, ZoneGrid, canonical_epsg
 from transcode.format.sentinels import NO_DATA_TEXT
 
-MODEL_VERSION = "1.1"  # the incumbent (geotessera) writes model 1.1
 SPATIAL_LAYOUT = "utm_zones"
 REGISTRATION = "pixel"
 # root attributes every tessera store has whatever its versions, as JSON pointers below /attributes
 ROOT_INVARIANTS = ("geoemb:type", "geoemb:spatial_layout", "geoemb:quantization/method")
 
 
-def root_attributes(build_version: str, model_version: str = MODEL_VERSION) -> dict:
-    """The root group's attributes: geoemb: keys and the geoemb zarr_conventions entry."""
+def root_attributes(build_version: str, model_version: str, landmask: bool = True) -> dict:
+    """The root group's attributes: geoemb: keys and the geoemb zarr_conventions entry. `model_version` is the
+    source dataset's version (never a constant: the store says which embeddings it holds); `landmask` False
+    (from v2 on every pixel of a present tile is data) adds `geoemb:landmask: false`, as the incumbent writes it
+    (absent means masked)."""
     from transcode.conventions.geoemb import build_geoemb_attributes
 
     return build_geoemb_attributes(model_version=model_version, build_version=build_version, dimensions=BANDS,
                                    data_type=EMBEDDINGS.data_type, gsd=PIXEL_M, spatial_layout=SPATIAL_LAYOUT,
                                    scale_array=SCALES.name, scale_nodata=NO_DATA_TEXT,
-                                   original_dtype=SCALES_DTYPE.name)
+                                   original_dtype=SCALES_DTYPE.name,
+                                   extra=None if landmask else {"geoemb:landmask": False})
 
 
 def root_invariants() -> dict[str, Any]:

@@ -8,6 +8,7 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import crc32c
@@ -19,6 +20,7 @@ from transcode.storage import ObjectNotFoundError, Storage
 if TYPE_CHECKING:
     from transcode.storage import ObjectWriter
 
+MANIFEST_BATCH = 65536  # records taken into Arrow columns at once
 # column name -> Arrow type name, in file order
 COLUMNS = {"key": "string", "size": "int64", "md5": "string", "crc32c": "string", "etag": "string",
            "part_size": "int64"}
@@ -50,13 +52,21 @@ class ObjectRecord:
 
 
 def manifest_bytes(records: Iterable[ObjectRecord]) -> bytes:
-    """Parquet bytes of the manifest, rows sorted by key (UTF-8 binary order)."""
+    """Parquet bytes of the manifest, rows sorted by key (UTF-8 binary order). The records are taken in batches
+    into Arrow columns and sorted there, so a store of millions of objects never has a Python object per row
+    (pass a generator)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    rows = sorted(records, key=lambda r: r.key.encode())
-    table = pa.table({name: pa.array([getattr(r, name) for r in rows], getattr(pa, kind)())
-                      for name, kind in COLUMNS.items()})
+    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in COLUMNS.items()])
+    parts, it = [], iter(records)
+    while batch := list(islice(it, MANIFEST_BATCH)):
+        parts.append(pa.table({name: pa.array([getattr(r, name) for r in batch], schema.field(name).type)
+                               for name in COLUMNS}, schema=schema))
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    del parts
+    table = table.take(pc.sort_indices(table, sort_keys=[("key", "ascending")])).combine_chunks()  # UTF-8 byte order
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()

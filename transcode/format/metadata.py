@@ -8,21 +8,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from transcode.format.arrays import ZONE_ARRAYS, ArrayDecl, Zone
-from transcode.format.attributes import MODEL_VERSION, grid_attributes, root_attributes
+from transcode.format.attributes import grid_attributes, root_attributes
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import zone_group
 
 
 def build_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tuple[int, int],
                    chunk: tuple[int, int], codecs: Mapping[str, Any], build_version: str,
-                   model_version: str = MODEL_VERSION) -> dict[str, bytes]:
+                   model_version: str, landmask: bool = True) -> dict[str, bytes]:
     """Every non-shard object of the store (zarr.json documents, coordinate chunks) keyed by object key.
-    `codecs` maps each declared codec setting (`ArrayDecl.codec`) to a CodecSpec."""
+    `codecs` maps each declared codec setting (`ArrayDecl.codec`) to a CodecSpec; `model_version` is the source
+    dataset's version; `landmask` False (datasets from v2 on) is recorded as `geoemb:landmask: false`."""
     import zarr
     from zarr.storage import MemoryStore
 
     mem = MemoryStore()
-    root = zarr.create_group(mem, zarr_format=3, attributes=root_attributes(build_version, model_version))
+    root = zarr.create_group(mem, zarr_format=3, attributes=root_attributes(build_version, model_version,
+                                                                                  landmask=landmask))
     for zone, g in sorted(grids.items()):
         grp = root.create_group(zone_group(zone), attributes=grid_attributes(g))
         z = Zone(g, tuple(time), tuple(shard), tuple(chunk))

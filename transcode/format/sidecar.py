@@ -33,8 +33,9 @@ def journal_shard(key: str) -> tuple[str, str, str, str] | None:
 
 
 def settings_document(*, version: str, source: str, time: list[int], encoding: dict, part_size: int,
-                      codecs: dict[str, str]) -> dict:
+                      codecs: dict[str, str], dataset: dict) -> dict:
     """The settings sidecar (`convert.json`): what a later run needs to resume, extend or refuse incompatible
-    settings. `encoding` holds the byte-deciding settings (shard, chunk, codec chain per codec setting)."""
+    settings or another dataset. `encoding` holds the byte-deciding settings (shard, chunk, codec chain per codec
+    setting); `dataset` the source's version, variant and whether they were overridden."""
     return {"tool": "tessera-transcode", "version": version, "source": source, "time": time,
-            "encoding": encoding, "part_size": part_size, "codecs": codecs}
+            "encoding": encoding, "part_size": part_size, "codecs": codecs, "dataset": dataset}

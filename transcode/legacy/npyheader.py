@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import math
+import re
 import struct
 from dataclasses import dataclass
 
@@ -17,6 +19,11 @@ MAGIC = b"\x93NUMPY"
 FIRST_READ = 4096  # enough for any real tile header (128 bytes); longer headers are read on demand
 MAX_HEADER = 1 << 20
 MAX_TILE_SIDE = 4096  # a 0.1° cell is ~1120 px at most; anything far beyond that is not a tile
+
+
+# the dict numpy's writer emits, exactly; anything else goes through the full literal parser
+_PLAIN = re.compile(r"^\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (True|False), 'shape': \((\d+(?:, \d+)*,?)?\), \}$")
+_DTYPES: dict[str, np.dtype] = {}  # descr -> dtype, parsed once
 
 
 class NpyHeaderError(ValueError):
@@ -36,7 +43,7 @@ class NpyHeader:
     @property
     def nbytes(self) -> int:
         """Size of the array data in bytes."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
     @property
     def expected_size(self) -> int:
@@ -69,8 +76,8 @@ def parse_npy_header(data: bytes) -> NpyHeader:
     start = 10 if major == 1 else 12
     encoding = "utf-8" if major == 3 else "latin-1"
     try:
-        text = data[start:span].decode(encoding)
-        meta = ast.literal_eval(text.strip())
+        text = data[start:span].decode(encoding).strip()
+        meta = _plain_header(text) or ast.literal_eval(text)
     except (UnicodeDecodeError, ValueError, SyntaxError) as e:
         raise NpyHeaderError(f"header is not a Python dict literal: {e}") from e
     if not isinstance(meta, dict) or set(meta) != {"descr", "fortran_order", "shape"}:
@@ -80,11 +87,25 @@ def parse_npy_header(data: bytes) -> NpyHeader:
         raise NpyHeaderError(f"shape must be a tuple of non-negative integers, got {shape!r}")
     if not isinstance(meta["fortran_order"], bool):
         raise NpyHeaderError(f"fortran_order must be True or False, got {meta['fortran_order']!r}")
-    try:
-        dtype = np.lib.format.descr_to_dtype(meta["descr"])
-    except (TypeError, ValueError) as e:
-        raise NpyHeaderError(f"unknown dtype {meta['descr']!r}") from e
+    descr = meta["descr"]
+    dtype = _DTYPES.get(descr) if isinstance(descr, str) else None
+    if dtype is None:
+        try:
+            dtype = np.lib.format.descr_to_dtype(descr)
+        except (TypeError, ValueError) as e:
+            raise NpyHeaderError(f"unknown dtype {descr!r}") from e
+        if isinstance(descr, str):
+            _DTYPES[descr] = dtype
     return NpyHeader((major, minor), dtype, meta["fortran_order"], shape, span)
+
+
+def _plain_header(text: str) -> dict | None:
+    """The header dict when it is written exactly as numpy writes it (the common case, parsed without `ast`)."""
+    m = _PLAIN.match(text)
+    if m is None:
+        return None
+    shape = tuple(int(n) for n in m.group(3).split(",") if n.strip()) if m.group(3) else ()
+    return {"descr": m.group(1), "fortran_order": m.group(2) == "True", "shape": shape}
 
 
 def check_embeddings_header(h: NpyHeader) -> list[tuple[str, str]]:

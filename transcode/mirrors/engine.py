@@ -20,7 +20,6 @@ from transcode.mirrors import etags
 from transcode.mirrors.checkpoint import Checkpoint
 from transcode.mirrors.content import content_evidence, digest
 from transcode.mirrors.evidence import LEVELS, KeyCase, Policy, Verdict, decide, reference, unresolved
-from transcode.mirrors.listing import PartitionedListing
 from transcode.mirrors.manifest_rows import MANIFEST_KEY, ManifestFile
 from transcode.mirrors.merge import Prefetch, merge, ordered
 from transcode.mirrors.report import Reporter, Tally
@@ -29,6 +28,7 @@ from transcode.mirrors.sample import Reservoir
 from transcode.mirrors.spec import Mirror
 from transcode.mirrors.zarrcheck import ZarrLayout, zarr_evidence
 from transcode.storage import ObjectInfo, S3Storage, Storage
+from transcode.storage.partitioned import PartitionedListing
 
 
 @dataclass

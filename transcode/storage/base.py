@@ -59,6 +59,11 @@ class Storage(ABC):
             if obj.key.encode("utf-8", "surrogateescape") > after:
                 yield obj
 
+    def list_parallel(self, prefix: str = "", threads: int = 8) -> Iterator[ObjectInfo]:
+        """`list(prefix)`, fetched by up to `threads` listers at once where the storage gains from it (S3),
+        still streamed in key order with bounded memory."""
+        return self.list(prefix)
+
     @abstractmethod
     def list_dirs(self, prefix: str = "") -> list[str]:
         """Names of the immediate sub-directories (common prefixes) under `prefix`, sorted."""

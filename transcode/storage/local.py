@@ -8,7 +8,9 @@ import io
 import os
 import stat as stat_mod
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,6 +48,56 @@ class _LocalFile(io.FileIO):
             raise os_error(str(self.name), e, "read") from e
 
 
+BATCH = 64  # entries a listing thread takes at once
+
+
+def _sorted_entries(directory: Path) -> list[tuple[os.DirEntry, bool]]:
+    """The directory's entries sorted as full keys sort: a directory 'a' sorts as 'a/' so 'a-b' < 'a/x'."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as e:
+        if e.errno in OS_NOT_FOUND:
+            return []  # removed while the listing ran: nothing below it any more
+        raise os_error(str(directory), e, "list") from e
+    decorated = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        decorated.append(((entry.name + ("/" if is_dir else "")).encode("utf-8", "surrogateescape"), entry, is_dir))
+    decorated.sort(key=lambda t: t[0])
+    return [(entry, is_dir) for _, entry, is_dir in decorated]
+
+
+def _file_info(entry: os.DirEntry, key: str) -> ObjectInfo | None:
+    try:
+        st = entry.stat(follow_symlinks=True)
+    except OSError:
+        return None  # vanished or dangling link
+    return ObjectInfo(key, st.st_size, None, st.st_mtime) if stat_mod.S_ISREG(st.st_mode) else None
+
+
+def _batches(directory: Path, rel: str, depth: int) -> Iterator[list[tuple[os.DirEntry, str, bool]]]:
+    """Entries below `directory` in key order, in batches: sub-directories `depth` levels down are expanded,
+    deeper ones are batch entries (listed whole by whoever takes the batch)."""
+    batch: list[tuple[os.DirEntry, str, bool]] = []
+    for entry, is_dir in _sorted_entries(directory):
+        key = f"{rel}/{entry.name}" if rel else entry.name
+        if is_dir and depth > 0:
+            if batch:
+                yield batch
+                batch = []
+            yield from _batches(Path(entry.path), key, depth - 1)
+            continue
+        batch.append((entry, key, is_dir))
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class LocalStorage(Storage):
     """A directory tree on a POSIX file system; OS errors become the typed storage errors (see `causes.os_error`:
     ENOENT/ENOTDIR not found, EACCES/EPERM/EROFS access denied, EIO/ESTALE/EAGAIN/timeouts transient)."""
@@ -72,23 +124,7 @@ class LocalStorage(Storage):
         yield from self._walk(self.root, "", start_after.encode("utf-8", "surrogateescape"))
 
     def _walk(self, directory: Path, rel: str, after: bytes | None = None) -> Iterator[ObjectInfo]:
-        try:
-            entries = list(os.scandir(directory))
-        except OSError as e:
-            if e.errno in OS_NOT_FOUND:
-                return  # removed while the listing ran: nothing below it any more
-            raise os_error(str(directory), e, "list") from e
-        # sort as full keys would sort: a directory 'a' sorts as 'a/' so 'a-b' < 'a/x'
-        decorated = []
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:
-                is_dir = False
-            name = entry.name + ("/" if is_dir else "")
-            decorated.append((name.encode("utf-8", "surrogateescape"), entry, is_dir))
-        decorated.sort(key=lambda t: t[0])
-        for _, entry, is_dir in decorated:
+        for entry, is_dir in _sorted_entries(directory):
             key = f"{rel}/{entry.name}" if rel else entry.name
             if after is not None:
                 bkey = key.encode("utf-8", "surrogateescape")
@@ -102,12 +138,34 @@ class LocalStorage(Storage):
             if is_dir:
                 yield from self._walk(Path(entry.path), key, after)
                 continue
-            try:
-                st = entry.stat(follow_symlinks=True)
-            except OSError:
-                continue  # vanished or dangling link
-            if stat_mod.S_ISREG(st.st_mode):
-                yield ObjectInfo(key, st.st_size, None, st.st_mtime)
+            obj = _file_info(entry, key)
+            if obj is not None:
+                yield obj
+
+    def list_parallel(self, prefix: str = "", threads: int = 8) -> Iterator[ObjectInfo]:
+        """`list(prefix)` with the directories (and files) below each sub-directory of `prefix` listed and
+        stat'ed by `threads` threads in batches, handed over in key order (a window of batches in flight)."""
+        base = self._path(prefix.strip("/")) if prefix.strip("/") else self.root
+        if threads <= 1 or not base.is_dir():
+            yield from self.list(prefix)
+            return
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            window: deque = deque()
+            for batch in _batches(base, prefix.strip("/"), depth=1):
+                window.append(pool.submit(self._list_batch, batch))
+                if len(window) > 4 * threads:
+                    yield from window.popleft().result()
+            while window:
+                yield from window.popleft().result()
+
+    def _list_batch(self, batch: list[tuple[os.DirEntry, str, bool]]) -> list[ObjectInfo]:
+        out: list[ObjectInfo] = []
+        for entry, key, is_dir in batch:
+            if is_dir:
+                out += self._walk(Path(entry.path), key)
+            elif (obj := _file_info(entry, key)) is not None:
+                out.append(obj)
+        return out
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         base = self._path(prefix.strip("/"))
@@ -131,13 +189,24 @@ class LocalStorage(Storage):
         return ObjectInfo(key, st.st_size, None, st.st_mtime)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        path = self._path(key)
+        path = os.path.join(self.url, key) if key else self.url  # no pathlib: this runs once per tile header
         try:
-            with open(path, "rb") as f:
-                f.seek(start)
-                return f.read(length)
+            fd = os.open(path, os.O_RDONLY)
         except OSError as e:
-            raise os_error(str(path), e, "read") from e
+            raise os_error(path, e, "read") from e
+        try:
+            parts = []
+            while length > 0:  # pread returns less only at the end of the file (or on a signal)
+                data = os.pread(fd, length, start)
+                if not data:
+                    break
+                parts.append(data)
+                start, length = start + len(data), length - len(data)
+            return b"".join(parts)
+        except OSError as e:
+            raise os_error(path, e, "read") from e
+        finally:
+            os.close(fd)
 
     def open(self, key: str) -> BinaryIO:
         path = self._path(key)

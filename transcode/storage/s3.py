@@ -145,6 +145,16 @@ class S3Storage(Storage):
     def list_after(self, start_after: str) -> Iterator[ObjectInfo]:
         return self.list("", start_after=start_after) if start_after else self.list()
 
+    def list_parallel(self, prefix: str = "", threads: int = 8) -> Iterator[ObjectInfo]:
+        from transcode.storage.partitioned import PartitionedListing
+
+        if threads <= 1:
+            yield from self.list(prefix)
+            return
+        head = prefix.strip("/")
+        for obj in PartitionedListing(self.child(head) if head else self, threads=threads):
+            yield ObjectInfo(join_key(head, obj.key), obj.size, obj.etag, obj.mtime) if head else obj
+
     def list_level(self, prefix: str = "", limit: int | None = None) -> tuple[list[ObjectInfo], list[str], bool]:
         """One level below `prefix` ('' or ending in '/'): its objects and its sub-prefixes (ending in '/'), both
         relative to the root, from a delimiter listing (for splitting a listing into parallel parts); the flag is

@@ -21,6 +21,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import io
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -31,12 +32,16 @@ import numpy as np
 
 from transcode.format.arrays import BANDS
 from transcode.format.grid import PIXEL_M, Footprint, TileId, footprint, parse_tile_name, tile_name
+from transcode.legacy.dataset import DEFAULT_VARIANT, METADATA_FILE, normalize_version, parse_dataset_name
 
 __all__ = [
     "FAULTS",
     "PRESETS",
     "LAYOUTS",
     "LANDMASK_MODES",
+    "REGISTRY_PATHS",
+    "LANDMASK_REGISTRIES",
+    "write_dataset_metadata",
     "InjectedFault",
     "ArchiveReport",
     "make_legacy_archive",
@@ -50,6 +55,10 @@ __all__ = [
 
 LAYOUTS = ("local", "object")
 LANDMASK_MODES = ("coastline", "ones", "none")
+REGISTRY_PATHS = ("relative", "foreign", "s3")
+LANDMASK_REGISTRIES = ("parquet", "keyless")
+FOREIGN_MOUNT = "/mnt/scanner-host/tessera"  # another machine's mount, as its scanner recorded it
+FOREIGN_BUCKET = "tessera-embeddings"
 MEDIAN_SCALE = 0.064
 
 FAULTS: dict[str, str] = {
@@ -638,10 +647,15 @@ def make_legacy_archive(
     tiles: Iterable[TileId | str] | None = None,
     preset: str = "small",
     layout: str = "local",
-    dataset: str = "v1",
+    dataset: str | None = None,
+    dataset_version: str | None = None,
+    dataset_variant: str = DEFAULT_VARIANT,
+    metadata: bool = True,
     landmask_version: str = "v1",
-    landmasks: str = "coastline",
+    landmasks: str | None = None,
     registries: bool = True,
+    registry_paths: str = "relative",
+    landmask_registry: str = "parquet",
     faults: Sequence = (),
     seed: int = 0,
     progress: bool = False,
@@ -652,10 +666,26 @@ def make_legacy_archive(
     ``(fault, tile)`` / ``(fault, tile, year)`` tuples; faults without a tile go to distinct tiles
     (then distinct tile-years) chosen deterministically, and are injected after the registries are
     written, so the registries describe the intact files.
+
+    The dataset (FORMATS.md §1.5) is `dataset_version` ('1.0', '1.1', '2.0', ...) and `dataset_variant`;
+    the object layout's `npy/<dataset>` directory defaults to its name (`v1`, `v1.1`, `v2-<variant>` for a
+    variant other than vultr); given alone, `dataset` names the version. `metadata` writes the local
+    layout's `tessera_metadata.json`. Landmasks default to a coastline before v2 and to none from v2 on.
+    `registry_paths` is how manifest.parquet and landmasks.parquet name files: 'relative' (to the year or
+    landmask root), 'foreign' (absolute paths of another machine's mount) or 's3' (s3://bucket/key URLs, as the
+    incumbent's scanner writes them); `landmask_registry` 'parquet' (lon, lat, file_size, mtime, key, lon_i,
+    lat_i) or 'keyless' (the incumbent's local form: lat, lon, hash, file_size).
     """
     _check_layout(layout)
+    version, variant, dataset = _dataset(dataset, dataset_version, dataset_variant)
+    if landmasks is None:
+        landmasks = "coastline" if int(version.split(".")[0]) < 2 else "none"
     if landmasks not in LANDMASK_MODES:
         raise ValueError(f"unknown landmasks mode {landmasks!r}; valid: {', '.join(LANDMASK_MODES)}")
+    if registry_paths not in REGISTRY_PATHS:
+        raise ValueError(f"unknown registry_paths {registry_paths!r}; valid: {', '.join(REGISTRY_PATHS)}")
+    if landmask_registry not in LANDMASK_REGISTRIES:
+        raise ValueError(f"unknown landmask_registry {landmask_registry!r}; valid: {', '.join(LANDMASK_REGISTRIES)}")
     seed = int(seed)
     if seed < 0:
         raise ValueError("seed must be >= 0")
@@ -707,8 +737,11 @@ def make_legacy_archive(
             bar.update(1)
     bar.close()
 
+    if metadata and layout == "local":
+        write_dataset_metadata(root, version, variant, _mtime(max(years_l) + 1, 3, 15))
     if registries:
-        _write_registries(root, yroot, lroot, rows, lm_rows, dataset, years_l)
+        paths = RegistryPaths(registry_paths, root, yroot, lroot)
+        _write_registries(root, yroot, lroot, rows, lm_rows, (version, variant), years_l, paths, landmask_registry)
 
     injected = [_apply_fault(n, t, y, yroot, lroot, root, seed) for n, t, y in fault_plan]
 
@@ -733,7 +766,59 @@ def make_legacy_archive(
     )
 
 
-def _write_registries(root: Path, yroot: Path, lroot: Path, rows, lm_rows, dataset: str, years: list[int]) -> None:
+def _dataset(dataset: str | None, version: str | None, variant: str) -> tuple[str, str, str]:
+    """(version, variant, npy/<dataset> directory name) from what the caller gave."""
+    if version is None:
+        version, variant = parse_dataset_name(dataset) if dataset else ("1.0", variant)
+    else:
+        version = normalize_version(version)
+    major, minor = version.split(".")
+    name = f"v{major}" if minor == "0" else f"v{version}"
+    return version, variant, dataset or (name if variant == DEFAULT_VARIANT else f"{name}-{variant}")
+
+
+def write_dataset_metadata(root: str | os.PathLike, version: str, variant: str = DEFAULT_VARIANT,
+                           mtime: int | None = None) -> Path:
+    """A local tree's `tessera_metadata.json` (dataset_version, dataset_variant, dataset_version_path,
+    embeddings_subdir), as the incumbent writes beside downloaded tiles."""
+    major, minor = version.split(".")
+    doc = {"dataset_version": version, "dataset_variant": variant,
+           "dataset_version_path": f"v{major}" if minor == "0" else f"v{version}",
+           "embeddings_subdir": "global_0.1_degree_representation"}
+    path = Path(root) / METADATA_FILE
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if mtime is not None:
+        _set_mtime(path, mtime)
+    return path
+
+
+@dataclass(frozen=True)
+class RegistryPaths:
+    """How registry rows name files: relative to their root, another machine's absolute paths, or s3:// URLs."""
+
+    form: str
+    root: Path
+    yroot: Path
+    lroot: Path
+
+    def _prefix(self, directory: Path) -> str:
+        rel = directory.relative_to(self.root).as_posix()
+        if self.form == "foreign":
+            return f"{FOREIGN_MOUNT}/{rel}/"
+        if self.form == "s3":
+            return f"s3://{FOREIGN_BUCKET}/{rel}/"
+        return ""
+
+    def tile(self, rel: str) -> str:
+        """A path relative to the year root, as the registry writes it."""
+        return self._prefix(self.yroot) + rel
+
+    def landmask(self, name: str) -> str:
+        return self._prefix(self.lroot) + name
+
+
+def _write_registries(root: Path, yroot: Path, lroot: Path, rows, lm_rows, dataset: tuple[str, str], years: list[int],
+                      paths: RegistryPaths, landmask_registry: str) -> None:
     import pyarrow as pa
 
     t_reg = _mtime(max(years) + 1, 3, 15)
@@ -778,14 +863,14 @@ def _write_registries(root: Path, yroot: Path, lroot: Path, rows, lm_rows, datas
     _write_parquet(
         root / "manifest.parquet",
         {
-            "version": ([dataset] * len(rows), s),
-            "variant": (["int8"] * len(rows), s),
+            "version": ([dataset[0]] * len(rows), s),
+            "variant": ([dataset[1]] * len(rows), s),
             "year": (yr, i32),
             "lon": (lon, f64),
             "lat": (lat, f64),
-            "directory": ([f"{r[0]}/{r[1].name}" for r in rows], s),
-            "grid_path": ([_rel_emb(r[0], r[1].name) for r in rows], s),
-            "scales_path": ([_rel_scales(r[0], r[1].name) for r in rows], s),
+            "directory": ([paths.tile(f"{r[0]}/{r[1].name}") for r in rows], s),
+            "grid_path": ([paths.tile(_rel_emb(r[0], r[1].name)) for r in rows], s),
+            "scales_path": ([paths.tile(_rel_scales(r[0], r[1].name)) for r in rows], s),
             "grid_mtime": (mt, f64),
             "scales_mtime": (mt, f64),
             "grid_size": ([r[3] for r in rows], i64),
@@ -798,17 +883,23 @@ def _write_registries(root: Path, yroot: Path, lroot: Path, rows, lm_rows, datas
     if lm_rows:
         lm_rows = sorted(lm_rows, key=lambda r: (r[0].lat_i, r[0].lon_i))
         _write_text(reg / "landmasks.txt", [f"{t.name}.tiff {sha}" for t, _size, sha in lm_rows], t_reg)
-        _write_parquet(
-            root / "landmasks.parquet",
-            {
+        _write_text(lroot / "SHA256SUM", [f"{sha}  {t.name}.tiff" for t, _size, sha in lm_rows], t_reg)
+        if landmask_registry == "keyless":
+            columns = {
+                "lat": ([t.lat for t, _, _ in lm_rows], f64),
+                "lon": ([t.lon for t, _, _ in lm_rows], f64),
+                "hash": ([sha for _, _, sha in lm_rows], s),
+                "file_size": ([size for _, size, _ in lm_rows], i64),
+            }
+        else:
+            columns = {
                 "lon": ([t.lon for t, _, _ in lm_rows], f64),
                 "lat": ([t.lat for t, _, _ in lm_rows], f64),
                 "file_size": ([size for _, size, _ in lm_rows], i64),
                 "mtime": ([float(_LANDMASK_MTIME)] * len(lm_rows), f64),
-                "key": ([f"{t.name}.tiff" for t, _, _ in lm_rows], s),
+                "key": ([paths.landmask(f"{t.name}.tiff") for t, _, _ in lm_rows], s),
                 "lon_i": ([t.lon_i for t, _, _ in lm_rows], i32),
                 "lat_i": ([t.lat_i for t, _, _ in lm_rows], i32),
-            },
-            t_reg,
-        )
+            }
+        _write_parquet(root / "landmasks.parquet", columns, t_reg)
     _set_mtime(reg, t_reg)

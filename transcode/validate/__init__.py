@@ -118,6 +118,6 @@ def _open_source(source: str, options: S3Options):
         raise
     except (ArchiveError, StorageError) as e:
         raise UsageError(source, f"source archive unusable for --level fidelity: {e.reason}") from e
-    if not archive.tiles:
+    if next(archive.iter_tiles([]), None) is None:  # the first tile is enough: the listing is streamed
         raise UsageError(source, "source archive has no tiles: nothing to compare the store with")
     return archive

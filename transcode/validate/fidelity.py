@@ -281,7 +281,7 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
         plan = make_plan(inv, zones=[z["zone"] for z in group.values()], shard=key[0], chunk=key[1],
                          time=list(key[2]), grids={z["zone"]: z["grid"] for z in group.values()})
         skipped += plan.skipped
-        for t in plan.tasks:
+        for t in plan.iter_tasks():
             if t.group in group:
                 tasks[(t.group, t.t, t.shard_row, t.shard_col)] = t
     for p in skipped:

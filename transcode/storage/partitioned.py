@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 
-from transcode.storage import ObjectInfo, S3Storage
+from transcode.storage.base import ObjectInfo
+from transcode.storage.s3 import S3Storage
 
 PAGE = 1000
 LEVEL_LIMIT = 5000  # a level with more entries than this is not split (the split itself must stay cheap)

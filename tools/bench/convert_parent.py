@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Run `convert` on an archive with shard building replaced by the record of two empty objects, to measure
+what the convert parent itself holds (inventory, plan passes, journal, metadata, manifest) on archives whose tile
+bodies are holes (tools/make_scale_archive.py): everything but reading and encoding tiles is the real code.
+
+  python3 tools/bench/convert_parent.py SOURCE STORE --inventory INV.parquet
+
+Prints one JSON line: shards planned and written, seconds. Not a conversion: the store holds metadata, journal
+and manifest, no shard objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("source")
+    ap.add_argument("store")
+    ap.add_argument("--inventory", required=True)
+    args = ap.parse_args(argv)
+
+    import transcode.engine.convert as convert_module
+    from transcode.engine.shardbuild import ObjectRecord, ShardResult
+
+    empty_md5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+    def record_only(task, job) -> ShardResult:
+        objects = [ObjectRecord(task.key(a), 0, empty_md5, "00000000", None, job.settings.part_size)
+                   for a in ("embeddings", "scales")]
+        return ShardResult(task.name, objects, 0, 0, 0.0)
+
+    convert_module.run_task = record_only
+    t0 = time.perf_counter()
+    report = convert_module.convert(args.source, args.store, convert_module.ConvertOptions(inventory=args.inventory))
+    print(json.dumps({"shards_planned": report.shards_planned, "shards_written": report.shards_written,
+                      "seconds": time.perf_counter() - t0}))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
