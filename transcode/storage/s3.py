@@ -57,7 +57,8 @@ class S3Storage(Storage):
         self.requests: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()  # API calls made (a call retried twice counts once here, 3x in requests)
         self.transient: Counter[str] = Counter()  # failed attempts that may be retried, by reason
-        self.own_retries = 0  # retries of the storage layer's own loop (bodies botocore does not retry)
+        self.own_retries: Counter[str] = Counter()  # the storage layer's own retries (bodies botocore does not
+        # retry), a Counter like the others so that `child()` storages share it
         self._lock = threading.Lock()
         self._pay = {"RequestPayer": "requester"} if self.options.requester_pays else {}
         self._acl = {"ACL": self.options.acl} if self.options.acl else {}
@@ -139,7 +140,7 @@ class S3Storage(Storage):
     @property
     def retries(self) -> int:
         """Retried attempts: HTTP requests sent beyond the API calls made, and the storage layer's own retries."""
-        return max(0, self.requests["total"] - self.calls["total"]) + self.own_retries
+        return max(0, self.requests["total"] - self.calls["total"]) + self.own_retries["total"]
 
     def _retrying(self, key: str, attempt: Callable[[], T]) -> T:
         """attempt(), made again (with backoff, up to `attempts` in all) when its response's body failed or did not
@@ -156,7 +157,7 @@ class S3Storage(Storage):
                     raise TransientStorageError(err.where, f"{err.reason} ({n} attempts)", err.cause) \
                         from fault.__cause__
                 with self._lock:
-                    self.own_retries += 1
+                    self.own_retries["total"] += 1
                 TALLY.retried()
                 backoff(n)
         raise AssertionError("unreachable")
@@ -391,6 +392,8 @@ class _S3Writer(ObjectWriter):
                     self._behind = WriteBehind(f"upload {self.key}")
                 self._behind.drain()  # one part in flight: memory stays at two parts
                 self._behind.submit(self._upload, part)
+        except StorageError as e:
+            raise self._aborted(e) from e
         except BaseException:
             self.abort()
             raise
