@@ -34,13 +34,15 @@ class Fault:
     """One scripted fault: `kind` (one of KINDS) for the requests matching every given criterion: `method`,
     `key` (a regular expression searched in the URL-decoded path "/bucket/key"), `query` (one searched in the raw
     query string, e.g. "uploadId" for the parts and completion of a multipart upload), `part` (the partNumber),
-    and `nth` (which of the matching requests, counting from 1; None: every one, a persistent fault)."""
+    `min_length` (ranged requests of at least that many bytes: window reads, not header reads), and `nth` (which
+    of the matching requests, counting from 1; None: every one, a persistent fault)."""
 
     kind: str
     method: str | None = None
     key: str | None = None
     query: str | None = None
     part: int | None = None
+    min_length: int | None = None
     nth: Collection[int] | None = None
     matched: int = 0  # requests that met the criteria
     hits: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each request the fault hit
@@ -48,8 +50,12 @@ class Fault:
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
 
-    def matches(self, method: str, path: str, query: str) -> bool:
+    def matches(self, method: str, path: str, query: str, byte_range: str | None = None) -> bool:
         """Whether a request meets the criteria (the occurrence aside)."""
+        if self.min_length is not None:
+            span = re.fullmatch(r"bytes=(\d+)-(\d+)", byte_range or "")
+            if span is None or int(span[2]) - int(span[1]) + 1 < self.min_length:
+                return False
         if self.method is not None and method != self.method:
             return False
         if self.key is not None and not re.search(self.key, path):
@@ -117,7 +123,7 @@ class FaultyProxy:
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fault = proxy._due(self.command, path, split.query)
+                fault = proxy._due(self.command, path, split.query, self.headers.get("Range"))
                 if fault in _BEFORE:
                     if fault == SLOWDOWN:
                         self._error(503, "SlowDown")
@@ -198,12 +204,12 @@ class FaultyProxy:
         self._t = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._t.start()
 
-    def _due(self, method: str, path: str, query: str) -> str | None:
+    def _due(self, method: str, path: str, query: str, byte_range: str | None) -> str | None:
         """The kind of the first rule that matches this request and is due on this occurrence, counted once."""
         with self._lock:
             due = None
             for f in self.faults:
-                if f.matches(method, path, query):
+                if f.matches(method, path, query, byte_range):
                     f.matched += 1
                     if due is None and (f.nth is None or f.matched in f.nth):
                         f.hits.append((method, path))

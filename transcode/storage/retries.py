@@ -78,6 +78,9 @@ def retry_count() -> RetryCount:
     return TALLY.now()
 
 
-def backoff(retry: int) -> None:
-    """Sleep before retry number `retry` (1, 2, ...): jittered exponential backoff."""
-    time.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (retry - 1)) * (0.5 + random.random()))
+def backoff(retry: int, base: float | None = None, cap: float | None = None) -> None:
+    """Sleep before retry number `retry` (1, 2, ...): jittered exponential backoff from `base` seconds (default
+    BACKOFF_BASE) up to `cap` (default BACKOFF_CAP)."""
+    base = BACKOFF_BASE if base is None else base
+    cap = BACKOFF_CAP if cap is None else cap
+    time.sleep(min(cap, base * 2 ** (retry - 1)) * (0.5 + random.random()))
