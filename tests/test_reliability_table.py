@@ -3,17 +3,17 @@ cases tests/test_faults.py runs in full (every cell backed by a test, every test
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from test_faults import CELLS, _cases
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
-
-import reliability_table
-from test_faults import CELLS, _cases
+_spec = importlib.util.spec_from_file_location("reliability_table", REPO / "tools" / "reliability_table.py")
+reliability_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reliability_table)
 
 
 def _record(verb: str, side: str, fault: str, persistent: bool, **kw) -> dict:
