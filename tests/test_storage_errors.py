@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from convert_helpers import cli, tree_state
-from faultproxy import RESET, FaultyProxy
+from faultproxy import BAD_ETAG, CUT, RESET, SHORT, Fault, FaultyProxy
 from s3servers import free_port
 
+import transcode.storage.retries
 from transcode.engine.convert import ConvertOptions, convert, extend
 from transcode.engine.storestate import read_settings, read_zone_grids
 from transcode.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
@@ -26,6 +27,7 @@ from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
 from transcode.storage import LocalStorage, S3Options, S3Storage
 from transcode.storage.causes import os_error
+from transcode.storage.retries import retry_count
 from transcode.testing.synthetic import make_legacy_archive
 from transcode.validate import ValidateOptions, validate
 
@@ -224,6 +226,34 @@ def test_s3_failures_that_may_pass_are_transient_after_botocore_retries(moto_ser
             e = _raised(lambda: _s3(moto_server, bucket, endpoint=px.url, max_attempts=3).read("k"))
             assert exactly(e, cls), (answer, e)
             assert sum(px.failed.values()) == 1, (answer, px.failed)  # decided at once: no retry
+
+
+def test_s3_storage_retries_what_botocore_does_not(s3_server, monkeypatch):
+    """Bodies cut, short or not matching their ETag are made again by the storage layer, counted per storage and
+    in the process tally; a PUT whose acknowledged ETag never matches ends as a transient ETagMismatch."""
+    monkeypatch.setattr(transcode.storage.retries, "BACKOFF_BASE", 0.01)
+    s3_server.apply_env(monkeypatch)
+    bucket = s3_server.new_bucket("own-retries")
+    data = bytes(range(256)) * 64
+    _s3(s3_server, bucket).put("k", data)
+    path = f"/{bucket}/p/k"
+    for kind, call, want in ((SHORT, lambda s: s.read_range("k", 100, 5000), data[100:5100]),
+                             (CUT, lambda s: s.read_range("k", 0, len(data)), data),
+                             (BAD_ETAG, lambda s: s.read("k"), data)):
+        fault = Fault(kind, method="GET", key=path, nth=(1,))
+        with FaultyProxy(s3_server.endpoint_url, faults=[fault]) as px:
+            storage = _s3(s3_server, bucket, endpoint=px.url, max_attempts=3)
+            before = retry_count()
+            assert call(storage) == want, kind
+        assert len(fault.hits) == 1 and storage.retries == 1, (kind, storage.retries)
+        assert (retry_count() - before).retries == 1 and sum(storage.transient.values()) == 1, kind
+    assert _s3(s3_server, bucket).read("k") == data  # no request above changed the object
+
+    fault = Fault(BAD_ETAG, method="PUT", key=f"/{bucket}/p/new")
+    with FaultyProxy(s3_server.endpoint_url, faults=[fault]) as px:
+        e = _raised(lambda: _s3(s3_server, bucket, endpoint=px.url, max_attempts=3).put("new", data))
+    assert exactly(e, TransientStorageError) and e.cause == "ETagMismatch" and "p/new" in e.where, e
+    assert len(fault.hits) == 3
 
 
 def test_tls_failure_is_not_transient(rgw_server, monkeypatch):

@@ -12,6 +12,7 @@ from transcode.errors import UsageError
 from transcode.legacy.inventory import Inventory
 from transcode.legacy.problems import Problem
 from transcode.storage.base import S3Options
+from transcode.storage.retries import RetryCount, retry_count
 
 
 @dataclass
@@ -20,6 +21,7 @@ class InventoryReport:
 
     inventory: Inventory
     path: str | None = None
+    retried: RetryCount = field(default_factory=RetryCount)  # storage retries while listing and reading
 
     @property
     def ok(self) -> bool:
@@ -38,7 +40,7 @@ class InventoryReport:
 
     def to_json(self) -> dict:
         """The `inventory --json` document (schemas/inventory.schema.json)."""
-        return {**self.inventory.to_json(), "inventory_path": self.path}
+        return {**self.inventory.to_json(), "inventory_path": self.path, **self.retried.to_dict()}
 
 
 def inventory(source: str | os.PathLike[str], *, years: Iterable[int] | None = None, dataset: str | None = None,
@@ -61,12 +63,13 @@ def inventory(source: str | os.PathLike[str], *, years: Iterable[int] | None = N
     if out is not None and inside(out, src):
         raise UsageError(os.fspath(out), "the inventory would be written inside the source archive; choose --out "
                                          "elsewhere")
+    retried_before = retry_count()
     archive = open_archive(src, options, dataset=dataset, landmask_version=landmask_version,
                            years=sorted(years) if years is not None else None, dataset_version=dataset_version)
     inv = build_inventory(archive, verify_hashes=verify_hashes, workers=concurrency, progress=progress)
     if out is not None:
         write_inventory(inv, out)
-    return InventoryReport(inv, os.fspath(out) if out is not None else None)
+    return InventoryReport(inv, os.fspath(out) if out is not None else None, retry_count() - retried_before)
 
 
 def source_inventory(source: str, given: Any, options: S3Options, progress: bool,

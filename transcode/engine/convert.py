@@ -4,6 +4,7 @@ Resumable after a kill at any moment; incremental when tiles are added; determin
 from __future__ import annotations
 
 import json
+import os
 import time as clock
 from dataclasses import asdict, dataclass, field
 from itertools import chain
@@ -20,7 +21,7 @@ from transcode.engine.plan import Plan, make_plan
 from transcode.engine.schedule import PendingShards
 from transcode.engine.shardbuild import EncodeSettings
 from transcode.engine.storestate import read_settings, read_zone_grids
-from transcode.errors import ArchiveError, StoreError, UsageError
+from transcode.errors import AccessDeniedError, ArchiveError, StoreError, TransientStorageError, UsageError
 from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD
 from transcode.format.manifest import ObjectRecord, manifest_bytes
 from transcode.format.metadata import build_metadata
@@ -30,6 +31,7 @@ from transcode.legacy.dataset import Dataset, resolve
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
 from transcode.storage import DEFAULT_PART_SIZE, ObjectNotFoundError, S3Options, Storage, StorageError, open_storage
+from transcode.storage.retries import RetryCount, retry_count
 
 
 class StrictError(ArchiveError):
@@ -94,6 +96,8 @@ class ConvertReport:
     nothing_to_do: bool
     manifest: str
     years_outside_time_axis: list[int] = field(default_factory=list)
+    retries: int = 0  # storage requests retried (throttling, 5xx, resets, cut bodies), source and store
+    transient: dict[str, int] = field(default_factory=dict)  # the transient failures behind them, by reason
 
     @property
     def ok(self) -> bool:
@@ -156,12 +160,16 @@ def convert(source: str, store_url: str, options: ConvertOptions | None = None, 
     """Convert a legacy archive into (or onward into) a Zarr v3 store."""
     options = options or ConvertOptions()
     t0 = clock.perf_counter()
+    retried_before = retry_count()
     # workers start (and import) while the inventory is read and the plan made
     executor = make_executor(options.workers, options.scheduler)
     try:
-        return _convert(source, store_url, options, executor, t0, time_axis, inventory)
+        report = _convert(source, store_url, options, executor, t0, time_axis, inventory)
     finally:
         executor.close()
+    retried = retry_count() - retried_before + RetryCount(report.retries, report.transient)  # + the workers'
+    report.retries, report.transient = retried.retries, retried.transient
+    return report
 
 
 def _convert(source: str, store_url: str, options: ConvertOptions, executor: Executor, t0: float,
@@ -216,12 +224,15 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
 
     failed: list[dict] = []
     written = in_bytes = out_bytes = 0
+    in_workers = RetryCount()  # retries made in other processes (this one's are counted by the caller)
     job = Job(source, options.source_options, store_url, options.store_options, settings)
     bar = tqdm(total=sum(plan.shard_counts().values()) if options.progress else None, unit="shard", desc="convert",
                disable=not options.progress)
     try:
         for result in executor.run(_safe_task, pending, job):
             task, fingerprint, replaced = pending.finished(result["task"])
+            if result["pid"] != os.getpid():
+                in_workers += RetryCount.from_dict(result["retried"])
             if "error" in result:
                 failed.append({"shard": task.name, "error": result["error"]})
                 if options.strict:
@@ -256,15 +267,32 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
         skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed, nothing_to_do=nothing,
         years_outside_time_axis=plan.outside_time,
         manifest=store.describe(MANIFEST_KEY) if manifest_written or nothing else "",
+        retries=in_workers.retries, transient=in_workers.transient,
     )
 
 
 def _safe_task(task, job: Job) -> dict:
-    """Run one task, turning a bad tile found while reading into a reported failure instead of a crash."""
+    """Run one task, turning a bad tile found while reading into a reported failure instead of a crash. Storage
+    failing (retries spent, access denied, or any failure of the store) stops the run instead: it says nothing
+    about the input, and a later run resumes. The result carries the retries the task made, and its process."""
+    before = retry_count()
+    out: dict = {"task": task.name, "pid": os.getpid()}
     try:
-        return {"task": task.name, **run_task(task, job).to_dict()}
-    except (ArchiveError, StoreError, StorageError) as e:
-        return {"task": task.name, "error": str(e)}
+        out.update(run_task(task, job).to_dict())
+    except StorageError as e:
+        if isinstance(e, (TransientStorageError, AccessDeniedError)) or _in_store(e.where, job.store_url):
+            raise
+        out["error"] = str(e)
+    except (ArchiveError, StoreError) as e:
+        out["error"] = str(e)
+    out["retried"] = (retry_count() - before).to_dict()
+    return out
+
+
+def _in_store(where: str, store_url: str) -> bool:
+    """Whether a storage error's location lies in the store (not the source)."""
+    root = store_url.rstrip("/")
+    return where == root or where.startswith((root + "/", os.path.abspath(root) + os.sep))
 
 
 def extend(store_url: str, years: list[int], options: ConvertOptions | None = None, *,

@@ -4,14 +4,13 @@ error's type (TransientStorageError) alone."""
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
 from transcode.errors import TransientStorageError
+from transcode.storage.retries import backoff
 
 T = TypeVar("T")
 
@@ -50,7 +49,7 @@ class Retrier:
                 if reason is None or attempt == self.attempts:
                     raise
                 self.note(mirror, reason)
-                time.sleep(min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                backoff(attempt, self.base, self.cap)
         raise AssertionError("unreachable")
 
     def by_mirror(self, mirror: str) -> dict[str, int]:

@@ -6,18 +6,39 @@ import base64
 import copy
 import hashlib
 import io
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from transcode.errors import StorageError
+from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
 from transcode.storage.base import DEFAULT_PART_SIZE, ObjectInfo, S3Options, Storage, join_key
 from transcode.storage.causes import s3_error, transient_response
 from transcode.storage.objectwriter import ObjectWriter
+from transcode.storage.retries import TALLY, backoff
 from transcode.storage.writebehind import WriteBehind
 
-DEFAULT_ATTEMPTS = 8  # botocore attempts per request, retries included, unless S3Options.max_attempts says
+DEFAULT_ATTEMPTS = 8  # attempts per request, retries included, unless S3Options.max_attempts says
+DEFAULT_TIMEOUT = 60.0  # connect and read timeout in seconds, unless S3Options.timeout says
+_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/")
+T = TypeVar("T")
+
+
+class _BodyFault(Exception):
+    """A response botocore accepted but whose body failed (cut, stalled) or does not match what the headers said
+    (length, ETag): botocore does not retry these, the storage layer does."""
+
+    def __init__(self, error: StorageError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _encrypted(response: dict) -> bool:
+    """True when the object's ETag is not the MD5 of its bytes because of how it is encrypted (SSE-KMS, SSE-C)."""
+    return str(response.get("ServerSideEncryption") or "").startswith("aws:kms") \
+        or bool(response.get("SSECustomerAlgorithm"))
 
 
 class S3Storage(Storage):
@@ -35,7 +56,9 @@ class S3Storage(Storage):
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.requests: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()  # API calls made (a call retried twice counts once here, 3x in requests)
-        self.transient: Counter[str] = Counter()  # failed attempts that botocore may retry, by reason
+        self.transient: Counter[str] = Counter()  # failed attempts that may be retried, by reason
+        self.own_retries: Counter[str] = Counter()  # the storage layer's own retries (bodies botocore does not
+        # retry), a Counter like the others so that `child()` storages share it
         self._lock = threading.Lock()
         self._pay = {"RequestPayer": "requester"} if self.options.requester_pays else {}
         self._acl = {"ACL": self.options.acl} if self.options.acl else {}
@@ -57,10 +80,10 @@ class S3Storage(Storage):
         cfg = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"mode": "standard", "total_max_attempts": o.max_attempts or DEFAULT_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": self.attempts},
             max_pool_connections=o.max_connections or 32,
-            connect_timeout=o.timeout or 60,
-            read_timeout=o.timeout or 60,
+            connect_timeout=o.timeout or DEFAULT_TIMEOUT,
+            read_timeout=o.timeout or DEFAULT_TIMEOUT,
             s3={"addressing_style": "path" if o.path_style else "auto"},
             signature_version=botocore.UNSIGNED if o.anonymous else None,
         )
@@ -82,12 +105,14 @@ class S3Storage(Storage):
         with self._lock:
             self.requests[op] += 1
             self.requests["total"] += 1
+        TALLY.sent()
 
     def _count_call(self, event_name: str = "", **kwargs) -> None:
         op = event_name.rsplit(".", 1)[-1] or "call"
         with self._lock:
             self.calls[op] += 1
             self.calls["total"] += 1
+        TALLY.called()
 
     def _note_transient(self, response=None, caught_exception=None, **kwargs) -> None:
         # called after every attempt; counts only the failures botocore's retry policy may retry
@@ -100,13 +125,58 @@ class S3Storage(Storage):
             if transient_response(status, code):
                 reason = f"{status} {code}".strip()
         if reason:
-            with self._lock:
-                self.transient[reason] += 1
+            self._note_reason(reason)
+
+    def _note_reason(self, reason: str) -> None:
+        with self._lock:
+            self.transient[reason] += 1
+        TALLY.failed(reason)
+
+    @property
+    def attempts(self) -> int:
+        """Attempts per request, retries included."""
+        return self.options.max_attempts or DEFAULT_ATTEMPTS
 
     @property
     def retries(self) -> int:
-        """HTTP requests sent beyond the API calls made: retried attempts."""
-        return max(0, self.requests["total"] - self.calls["total"])
+        """Retried attempts: HTTP requests sent beyond the API calls made, and the storage layer's own retries."""
+        return max(0, self.requests["total"] - self.calls["total"]) + self.own_retries["total"]
+
+    def _retrying(self, key: str, attempt: Callable[[], T]) -> T:
+        """attempt(), made again (with backoff, up to `attempts` in all) when its response's body failed or did not
+        match its headers (`_BodyFault`) in a way that may pass; every other failure is raised at once."""
+        for n in range(1, self.attempts + 1):
+            try:
+                return attempt()
+            except _BodyFault as fault:
+                err = fault.error
+                if not isinstance(err, TransientStorageError):
+                    raise err from fault.__cause__
+                self._note_reason(err.cause or type(err).__name__)
+                if n == self.attempts:
+                    raise TransientStorageError(err.where, f"{err.reason} ({n} attempts)", err.cause) \
+                        from fault.__cause__
+                with self._lock:
+                    self.own_retries["total"] += 1
+                TALLY.retried()
+                backoff(n)
+        raise AssertionError("unreachable")
+
+    def _body(self, key: str, response: dict) -> bytes:
+        """The whole body of a GET response; a failure while reading it is a `_BodyFault`."""
+        try:
+            return response["Body"].read()
+        except Exception as e:
+            raise _BodyFault(self._error(key, e)) from e
+
+    def _check_etag(self, key: str, response: dict, md5_hex: str, what: str) -> None:
+        """A `_BodyFault` when the response's ETag is an MD5 (not a multipart or encrypted object's ETag) other than
+        `md5_hex`, the MD5 of the bytes sent or received: they were damaged on the way."""
+        etag = str(response.get("ETag") or "").strip('"').lower()
+        if _MD5_ETAG.fullmatch(etag) and not _encrypted(response) and etag != md5_hex:
+            raise _BodyFault(TransientStorageError(f"s3://{self.bucket}/{self._key(key)}",
+                                                   f"the ETag {etag} the server gave does not match the MD5 {md5_hex} "
+                                                   f"of the {what}", "ETagMismatch"))
 
     def _key(self, key: str) -> str:
         return join_key(self.prefix, key)
@@ -120,8 +190,7 @@ class S3Storage(Storage):
                 hide = [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
             except Exception:  # noqa: BLE001 - credentials that cannot even be read cannot leak either
                 hide = []
-        attempts = self.options.max_attempts or DEFAULT_ATTEMPTS
-        return s3_error(f"s3://{self.bucket}/{self._key(key)}", exc, attempts, hide)
+        return s3_error(f"s3://{self.bucket}/{self._key(key)}", exc, self.attempts, hide)
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         full = self._key(prefix)
@@ -214,15 +283,39 @@ class S3Storage(Storage):
     def read_range(self, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
-        try:
-            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key),
-                                        Range=f"bytes={start}-{start + length - 1}", **self._pay)
-            return r["Body"].read()
-        except Exception as e:
-            resp = getattr(e, "response", None)
-            if resp and resp.get("Error", {}).get("Code") == "InvalidRange":
-                return b""
-            raise self._error(key, e) from e
+
+        def attempt() -> bytes:
+            try:
+                r = self._client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                            Range=f"bytes={start}-{start + length - 1}", **self._pay)
+            except Exception as e:
+                resp = getattr(e, "response", None)
+                if resp and resp.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""
+                raise self._error(key, e) from e
+            data = self._body(key, r)
+            span = _CONTENT_RANGE.match(str(r.get("ContentRange") or ""))
+            if span and len(data) != int(span[2]) - int(span[1]) + 1:
+                raise _BodyFault(TransientStorageError(
+                    self.describe(key), f"the server sent {len(data)} bytes for the {int(span[2]) - int(span[1]) + 1} "
+                                        f"of range {span[1]}-{span[2]}", "ShortBody"))
+            return data
+
+        return self._retrying(key, attempt)
+
+    def read(self, key: str) -> bytes:
+        """The whole object, checked against its ETag when that is the MD5 of the bytes (a single PUT)."""
+
+        def attempt() -> bytes:
+            try:
+                r = self._client.get_object(Bucket=self.bucket, Key=self._key(key), **self._pay)
+            except Exception as e:
+                raise self._error(key, e) from e
+            data = self._body(key, r)
+            self._check_etag(key, r, hashlib.md5(data).hexdigest(), "bytes received")
+            return data
+
+        return self._retrying(key, attempt)
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -232,10 +325,21 @@ class S3Storage(Storage):
         return _StreamingBody(r["Body"], lambda e: self._error(key, e))
 
     def put(self, key: str, data: bytes) -> None:
-        try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._acl, **self._pay)
-        except Exception as e:
-            raise self._error(key, e) from e
+        self._put(key, data, hashlib.md5(data))
+
+    def _put(self, key: str, data: bytes, md5) -> None:
+        """One PUT of a whole object with its MD5, made again if the server acknowledges another MD5."""
+
+        def attempt() -> None:
+            try:
+                r = self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                            ContentMD5=base64.b64encode(md5.digest()).decode(), **self._acl,
+                                            **self._pay)
+            except Exception as e:
+                raise self._error(key, e) from e
+            self._check_etag(key, r, md5.hexdigest(), "bytes sent")
+
+        self._retrying(key, attempt)
 
     def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
         if part_size < 5 * 1024 * 1024:
@@ -286,6 +390,7 @@ class _S3Writer(ObjectWriter):
         self._upload_id: str | None = None
         self._done: list[dict] = []
         self._behind: WriteBehind | None = None
+        self._left_open: str | None = None  # why the last abort failed, leaving the upload open
 
     def _write(self, data: bytes | memoryview) -> None:
         self._buf += data
@@ -297,6 +402,8 @@ class _S3Writer(ObjectWriter):
                     self._behind = WriteBehind(f"upload {self.key}")
                 self._behind.drain()  # one part in flight: memory stays at two parts
                 self._behind.submit(self._upload, part)
+        except StorageError as e:
+            raise self._aborted(e) from e
         except BaseException:
             self.abort()
             raise
@@ -304,29 +411,33 @@ class _S3Writer(ObjectWriter):
     def _upload(self, part: bytes) -> None:
         c = self.s._client
         self._digest(part)
-        try:
-            if self._upload_id is None:
+        if self._upload_id is None:
+            try:
                 self._upload_id = c.create_multipart_upload(Bucket=self.s.bucket, Key=self.full, **self.s._acl,
                                                             **self.s._pay)["UploadId"]
-            digest = hashlib.md5(part).digest()
-            n = len(self._done) + 1
-            r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id, PartNumber=n, Body=part,
-                              ContentMD5=base64.b64encode(digest).decode(), **self.s._pay)
-        except Exception as e:
-            raise self.s._error(self.key, e) from e
+            except Exception as e:
+                raise self.s._error(self.key, e) from e
+        digest = hashlib.md5(part).digest()
+        n = len(self._done) + 1
+
+        def attempt() -> dict:
+            try:
+                r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id, PartNumber=n,
+                                  Body=part, ContentMD5=base64.b64encode(digest).decode(), **self.s._pay)
+            except Exception as e:
+                raise self.s._error(self.key, e) from e
+            self.s._check_etag(self.key, r, digest.hex(), f"part {n} sent")
+            return r
+
+        r = self.s._retrying(self.key, attempt)
         self.parts.append(digest)
         self._done.append({"PartNumber": n, "ETag": r["ETag"]})
 
     def commit(self) -> None:
-        c = self.s._client
         if self._behind is None:
             body = bytes(self._buf)
             self._digest(body)
-            try:
-                c.put_object(Bucket=self.s.bucket, Key=self.full, Body=body,
-                             ContentMD5=base64.b64encode(self.md5.digest()).decode(), **self.s._acl, **self.s._pay)
-            except Exception as e:
-                raise self.s._error(self.key, e) from e
+            self.s._put(self.key, body, self.md5)
             self._buf = bytearray()
             return
         try:
@@ -334,26 +445,54 @@ class _S3Writer(ObjectWriter):
             if self._buf:
                 self._upload(bytes(self._buf))
                 self._buf = bytearray()
-            c.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
-                                        MultipartUpload={"Parts": self._done}, **self.s._pay)
-        except StorageError:
-            self.abort()
-            raise
+            self._complete()
+        except StorageError as e:
+            raise self._aborted(e) from e
         except Exception as e:
-            self.abort()
-            raise self.s._error(self.key, e) from e
+            raise self._aborted(self.s._error(self.key, e)) from e
         finally:
             self._behind.close()
+
+    def _complete(self) -> None:
+        try:
+            self.s._client.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
+                                                     MultipartUpload={"Parts": self._done}, **self.s._pay)
+        except Exception as e:
+            err = self.s._error(self.key, e)
+            # a retried completion whose first attempt went through (its answer was lost) finds no upload left:
+            # the object is there, whole, if it carries the ETag of exactly these parts
+            if not isinstance(err, ObjectNotFoundError) or self._visible_etag() != self.etag:
+                raise err from e
+        self._upload_id = None
+
+    def _visible_etag(self) -> str | None:
+        try:
+            return self.s.stat(self.key).etag
+        except StorageError:
+            return None
+
+    def _aborted(self, err: StorageError) -> StorageError:
+        """`err` after aborting the upload; it says so when the upload stays open (the abort failed too)."""
+        upload = self._upload_id
+        self.abort()
+        if self._left_open is None:
+            return err
+        return type(err)(err.where, f"{err.reason}; its multipart upload {upload} could not be aborted "
+                                    f"({self._left_open}): it holds no visible object, and the next convert or "
+                                    "extend of this store discards it", err.cause)
 
     def abort(self) -> None:
         if self._behind is not None:
             self._behind.close()
+        self._left_open = None
         if self._upload_id is not None:
             try:
                 self.s._client.abort_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
                                                       **self.s._pay)
-            except Exception:
-                pass  # the upload may already be gone; nothing became visible either way
+            except Exception as e:  # noqa: BLE001 - classified below; the caller's error is what gets raised
+                err = self.s._error(self.key, e)
+                if not isinstance(err, ObjectNotFoundError):  # NoSuchUpload: already gone
+                    self._left_open = err.cause or type(e).__name__
             self._upload_id = None
         self._buf = bytearray()
 

@@ -43,6 +43,7 @@ def _recorded_source(storage: Storage) -> str | None:
 
 def validate(store: str | Storage, options: ValidateOptions | None = None) -> ValidationReport:
     """Validate a store (a URL, a path, or an open Storage) up to `options.level`."""
+    from transcode.storage.retries import retry_count
     from transcode.validate.content import check_content
     from transcode.validate.fidelity import check_fidelity
     from transcode.validate.metadata import check_metadata
@@ -50,6 +51,7 @@ def validate(store: str | Storage, options: ValidateOptions | None = None) -> Va
     from transcode.validate.shardio import StoreAccess
     from transcode.validate.structure import check_structure
 
+    retried_before = retry_count()
     o = options or ValidateOptions()
     if o.level not in LEVELS:
         raise UsageError(f"--level {o.level}", f"unknown level; choose one of {', '.join(LEVELS)}")
@@ -105,6 +107,8 @@ def validate(store: str | Storage, options: ValidateOptions | None = None) -> Va
         stage("fidelity", lambda: check_fidelity(view, structure, report, access, archive, sample=o.sample, seed=o.seed,
                                                  workers=o.workers, progress=o.progress,
                                                  max_mismatches=o.max_mismatches))
+    retried = retry_count() - retried_before  # this process's: worker processes (--workers > 1) count their own
+    report.retries, report.transient = retried.retries, retried.transient
     return report
 
 

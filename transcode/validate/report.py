@@ -115,6 +115,8 @@ class ValidationReport:
     fidelity: dict | None = None
     counters: Counter = field(default_factory=Counter)
     seconds: dict = field(default_factory=dict)
+    retries: int = 0  # storage requests retried (throttling, 5xx, resets, cut bodies), store and source
+    transient: dict = field(default_factory=dict)  # the transient failures behind them, by reason
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -175,6 +177,8 @@ class ValidationReport:
             "coverage": self.coverage,
             "statistics": self.statistics,
             "fidelity": self.fidelity,
+            "retries": self.retries,
+            "transient": self.transient,
         })
 
     def lines(self) -> list[str]:
