@@ -137,6 +137,23 @@ def register_archive(archive: str | os.PathLike, registry_dir: str | os.PathLike
     return out
 
 
+def mirror_view(archive: str | os.PathLike, view: str | os.PathLike) -> Path:
+    """The archive as the incumbent wants a local mirror: its tile tree, its landmask directory (an empty one when
+    the archive has none: the incumbent insists on the directory even where it reads no landmask) and its
+    tessera_metadata.json, linked into `view` so that nothing is created in the archive."""
+    archive, view = Path(archive).resolve(), Path(view)
+    view.mkdir(parents=True, exist_ok=True)
+    for name in (YEAR_ROOT, LANDMASK_ROOT, METADATA_FILE):
+        link, target = view / name, archive / name
+        if link.is_symlink() or link.exists():
+            continue
+        if target.exists():
+            link.symlink_to(target, target_is_directory=target.is_dir())
+        elif name == LANDMASK_ROOT:
+            link.mkdir()
+    return view
+
+
 @dataclass(frozen=True)
 class Incumbent:
     """geotessera 0.11's command line in the interpreter `python`."""
@@ -160,10 +177,11 @@ class Incumbent:
         return output
 
     def _source(self, archive: str | os.PathLike, workdir: Path, dataset: tuple[str, str] | None) -> list[str]:
-        """The options that name the archive's registries and dataset (after the positional arguments)."""
+        """The archive as the incumbent's local mirror, then the options naming its registries and dataset."""
         dataset = dataset or archive_dataset(archive)
         registry = register_archive(archive, workdir / "registry", dataset)
-        return ["--registry-dir", str(registry), "--dataset-version", dataset[0], "--dataset-variant", dataset[1]]
+        return [str(mirror_view(archive, workdir / "mirror")), "--registry-dir", str(registry), "--dataset-version",
+                dataset[0], "--dataset-variant", dataset[1]]
 
     def build_store(self, archive: str | os.PathLike, store: str | os.PathLike, years: Iterable[int], *,
                     workdir: str | os.PathLike, depths: Sequence[int] = (), landmask: bool = True,
@@ -173,7 +191,7 @@ class Incumbent:
         work = Path(workdir)
         source = self._source(archive, work, dataset)
         years = sorted(years)
-        init = ["zarr-init", str(archive), *source, "--years", f"{years[0]}-{years[-1]}", "--output", str(store)]
+        init = ["zarr-init", *source, "--years", f"{years[0]}-{years[-1]}", "--output", str(store)]
         if depths:
             init += ["--matryoshka-depths", ",".join(str(d) for d in depths)]
         if not landmask:
@@ -181,7 +199,7 @@ class Incumbent:
         if sample_size is not None:
             init += ["--stretch-sample-size", str(sample_size)]
         out = self.run(*init, workdir=work)
-        out += self.run("zarr-fill", str(archive), str(store), *source, "--workers", str(workers), "--spill-dir",
+        out += self.run("zarr-fill", source[0], str(store), *source[1:], "--workers", str(workers), "--spill-dir",
                         str(work / "spill"), workdir=work)
         return out
 
@@ -193,8 +211,8 @@ class Incumbent:
 
         work = Path(workdir)
         table = work / "scan.parquet"
-        self.run("zarr-scan", str(archive), str(store), *self._source(archive, work, dataset), "--output",
-                 str(table), workdir=work)
+        source = self._source(archive, work, dataset)
+        self.run("zarr-scan", source[0], str(store), *source[1:], "--output", str(table), workdir=work)
         return pq.read_table(table).to_pylist()
 
     def verify(self, store: str | os.PathLike, archive: str | os.PathLike, *, workdir: str | os.PathLike,
@@ -205,8 +223,9 @@ class Incumbent:
 
         work = Path(workdir)
         table = work / "verify.parquet"
-        self.run("zarr-verify", str(archive), str(store), *self._source(archive, work, dataset), "--samples", str(samples),
-                 "--workers", "2", "--output", str(table), workdir=work)
+        source = self._source(archive, work, dataset)
+        self.run("zarr-verify", source[0], str(store), *source[1:], "--samples", str(samples), "--workers", "2",
+                 "--output", str(table), workdir=work)
         return pq.read_table(table).to_pylist()
 
     def stretch(self, store: str | os.PathLike, year: int, *, workdir: str | os.PathLike, mode: str = "pca") -> dict:

@@ -88,8 +88,10 @@ def _check_crc(ref: ObjectRef, counter: dict, out: list[dict]) -> None:
                             f"recorded {ref.crc32c}: its bytes changed after it was written"))
 
 
-def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Findings, full: bool):
-    """(inner index or None, array) of every decodable chunk of the object (or the selected written ones)."""
+def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Findings, full: bool,
+                    stored: set | None = None):
+    """(inner index or None, array) of every decodable chunk of the object (or the selected written ones); the
+    indices of the inner chunks its index holds go into `stored` when given."""
     chain = spec.chain()
     if spec.shard is None:
         data = storage.read(ref.key)
@@ -106,6 +108,8 @@ def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Fin
     index, raw = read_index(storage, spec.shard, ref)
     counter["reads"] += 1
     counter["bytes"] += len(raw)
+    if stored is not None:
+        stored.update(int(i) for i in written(index))
     if select is None and full:
         pieces = read_whole(storage, spec.shard, ref, index, raw, counter)
     else:
@@ -194,12 +198,14 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
                             f"{list(yx)}", chunk=chunk,
                             details={"count": bad_total, "first_pixel": list(yx), "value": value}))
     # the embeddings chunks at the same positions (all of them when checking the whole pair)
+    stored: set[int] = set()
     if full:
-        emb_iter = _decoded_chunks(storage, emb_ref, emb_spec, None, counter, errors, True)
+        emb_iter = _decoded_chunks(storage, emb_ref, emb_spec, None, counter, errors, True, stored)
     else:
         index, raw = read_index(storage, emb_spec.shard, emb_ref)
         counter["reads"] += 1
         counter["bytes"] += len(raw)
+        stored.update(int(i) for i in written(index))
         chain = emb_spec.chain()
 
         def selected():
@@ -211,16 +217,57 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
                                f"decode: {e}")
         emb_iter = selected()
     n = 0
+    unpaired = _Unpaired(emb_ref, sc_ref, emb_spec, out)
     for i, e in emb_iter:
         counter["decoded_bytes"] += e.nbytes
         n += 1
         s = scales.get(i)
         if s is None:
-            continue  # unpaired chunk: a structure finding
+            unpaired.without_scales(i, e, stats)
+            continue
         _stats(stats, e.reshape((e.shape[-3],) + s.shape), s)
+    for i in sorted(set(scales) - stored):
+        unpaired.without_embeddings(i, scales[i], stats)
+    unpaired.close()
     counter["chunks"] += n + len(scales)
     _check_crc(emb_ref, counter, out)
     return stats
+
+
+class _Unpaired:
+    """Inner chunks stored in one array of a pair only (docs/format.md, "Chunking and sharding"): an absent
+    embeddings chunk reads as zeros, legitimate where none of its pixels is valid (water or no data); an absent
+    scales chunk reads as +inf, legitimate where the embeddings stored beside it are zeros."""
+
+    def __init__(self, emb_ref: ObjectRef, sc_ref: ObjectRef, spec, out: list[dict]) -> None:
+        self.emb_ref, self.sc_ref, self.spec, self.out = emb_ref, sc_ref, spec, out
+        self.lost: list[tuple[int, int]] = []  # (inner chunk, valid pixels) read as zero embeddings
+        self.stray: list[int] = []  # inner chunks of non-zero embeddings where every scale is +inf
+
+    def without_embeddings(self, i: int, s: np.ndarray, stats: dict) -> None:
+        nv = int(valid_scales(s).sum())
+        if nv:
+            self.lost.append((i, nv))
+        _stats(stats, np.zeros((self.spec.shard.inner_shape[-3],) + s.shape, np.int8), s)
+
+    def without_scales(self, i: int, e: np.ndarray, stats: dict) -> None:
+        if e.any():
+            self.stray.append(i)
+        _stats(stats, e, np.full(e.shape[-2:], np.inf, np.float32))
+
+    def close(self) -> None:
+        if self.lost:
+            i, nv = self.lost[0]
+            self.out.append(_finding(ERROR, "zero-embeddings", self.emb_ref.key, f"{len(self.lost)} inner chunks are "
+                                     f"not stored (they read as zeros) beside scales chunks with valid pixels "
+                                     f"({sum(n for _, n in self.lost)} pixels in all): data lost, or embeddings "
+                                     f"that are all zero where the scales say data", chunk=self.spec.inner_coords(
+                                         self.emb_ref.coords, i), details={"chunks": len(self.lost), "first_valid": nv}))
+        if self.stray:
+            self.out.append(_finding(WARNING, "unpaired-chunk", self.emb_ref.key, f"{len(self.stray)} inner chunks "
+                                     f"hold non-zero embeddings where no scales chunk is stored (every scale reads "
+                                     f"+inf, no data): values without meaning", chunk=self.spec.inner_coords(
+                                         self.emb_ref.coords, self.stray[0]), details={"chunks": len(self.stray)}))
 
 
 def _stats(st: dict, e: np.ndarray, s: np.ndarray) -> None:
