@@ -167,6 +167,7 @@ class Incumbent:
         env = dict(os.environ, NO_COLOR="1", TERM="dumb", COLUMNS="200", MPLBACKEND="Agg",
                    PYTHONWARNINGS="ignore")
         if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
             env["XDG_CACHE_HOME"] = str(Path(workdir) / "cache")
         code = "import sys; sys.argv[0] = 'geotessera-registry'; from geotessera.registry_cli import main; sys.exit(main())"
         done = subprocess.run([self.python, "-c", code, *args], capture_output=True, text=True, env=env,
@@ -176,12 +177,20 @@ class Incumbent:
             raise IncumbentError(args, done.returncode, output)
         return output
 
-    def _source(self, archive: str | os.PathLike, workdir: Path, dataset: tuple[str, str] | None) -> list[str]:
-        """The archive as the incumbent's local mirror, then the options naming its registries and dataset."""
+    def _source(self, archive: str | os.PathLike, workdir: Path, dataset: tuple[str, str] | None,
+                url: bool = False) -> list[str]:
+        """The archive as the incumbent's local mirror, then the options naming its registries and dataset. `url`:
+        as a file:// location with its tile and landmask roots named (zarr-verify reads tiles from locations
+        only)."""
         dataset = dataset or archive_dataset(archive)
         registry = register_archive(archive, workdir / "registry", dataset)
-        return [str(mirror_view(archive, workdir / "mirror")), "--registry-dir", str(registry), "--dataset-version",
-                dataset[0], "--dataset-variant", dataset[1]]
+        view = mirror_view(archive, workdir / "mirror")
+        options = ["--registry-dir", str(registry), "--dataset-version", dataset[0], "--dataset-variant", dataset[1]]
+        if not url:
+            return [str(view), *options]
+        root = view.resolve().as_uri()
+        return [root, *options, "--source-npy-root", f"{root}/{YEAR_ROOT}", "--source-landmask-root",
+                f"{root}/{LANDMASK_ROOT}"]
 
     def build_store(self, archive: str | os.PathLike, store: str | os.PathLike, years: Iterable[int], *,
                     workdir: str | os.PathLike, depths: Sequence[int] = (), landmask: bool = True,
@@ -223,7 +232,7 @@ class Incumbent:
 
         work = Path(workdir)
         table = work / "verify.parquet"
-        source = self._source(archive, work, dataset)
+        source = self._source(archive, work, dataset, url=True)
         self.run("zarr-verify", source[0], str(store), *source[1:], "--samples", str(samples), "--workers", "2",
                  "--output", str(table), workdir=work)
         return pq.read_table(table).to_pylist()
