@@ -20,6 +20,7 @@ from transcode.format.sidecar import in_sidecar
 from transcode.storage import Storage, join_key
 from transcode.validate.nodes import Node, StoreView
 from transcode.validate.report import ERROR, INFO, WARNING, Finding, ValidationReport
+from transcode.validate.stretch import check_coverage
 from transcode.validate.zarrspec import ArraySpec, ChecksumMismatch, DecodeError, ShardLayout
 
 LEVEL = "structure"
@@ -233,6 +234,8 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
             bar.update(1 if job[0] == "single" else 2)
     bar.close()
     _report_unpaired(unpaired, report)
+    if tessera:
+        check_coverage(view, ((sh.array, sh.coords) for sh in result.shards.values()), report)
     report.coverage = coverage(view, result, time_values or {})
     return result
 
