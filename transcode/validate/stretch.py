@@ -4,6 +4,7 @@ content level decoded (content). Reads only the small per-year chunks of the sev
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ SYMMETRY_RTOL = 1e-6  # M is a sum of x x^T: symmetric up to the rounding of its
 MAX_LISTED = 10  # shards listed per finding
 
 
-def read_chunk(view: StoreView, node: Node, coords: Iterable[int]) -> np.ndarray | None:
+def read_chunk(view: StoreView, node: Node, coords: Iterable[int], counters: Counter) -> np.ndarray | None:
     """One chunk of a plain (unsharded) array, decoded to the chunk's shape; the fill value when not stored; None
     when its codecs are not ones this validator decodes. StorageError/DecodeError when it cannot be read."""
     spec = node.spec
@@ -44,8 +45,8 @@ def read_chunk(view: StoreView, node: Node, coords: Iterable[int]) -> np.ndarray
         raw = view.storage.read(key)
     except ObjectNotFoundError:
         return np.full(spec.chunk_shape, spec.fill, dtype=spec.dtype)
-    view.counters["bytes_read"] += len(raw)
-    view.counters["stretch_chunks"] += 1
+    counters["bytes_read"] += len(raw)
+    counters["stretch_chunks"] += 1
     return spec.chain().decode(raw).reshape(spec.chunk_shape)
 
 
@@ -56,6 +57,7 @@ class ZoneStretch:
     view: StoreView
     group: str
     nodes: dict[str, Node]
+    counters: Counter
     years: list[int] = field(default_factory=list)
 
     @property
@@ -68,7 +70,8 @@ class ZoneStretch:
 
     def read(self, name: str, t: int) -> np.ndarray:
         """The chunk of year index t of one stretch array, without its time axis."""
-        arr = read_chunk(self.view, self.nodes[name], (t,) + (0,) * (len(self.nodes[name].spec.shape) - 1))
+        arr = read_chunk(self.view, self.nodes[name], (t,) + (0,) * (len(self.nodes[name].spec.shape) - 1),
+                         self.counters)
         if arr is None:
             raise UnsupportedCodec(f"{name}: codecs not decoded by this validator")
         return arr[0]
@@ -77,7 +80,7 @@ class ZoneStretch:
         return self.years[t] if t < len(self.years) else f"index {t}"
 
 
-def zone_stretch(view: StoreView, group: Node) -> ZoneStretch | None:
+def zone_stretch(view: StoreView, group: Node, counters: Counter) -> ZoneStretch | None:
     """The zone's stretch arrays when all seven are usable plain arrays of the declared dimensions (the metadata level
     reports the others), else None."""
     nodes = {}
@@ -89,15 +92,15 @@ def zone_stretch(view: StoreView, group: Node) -> ZoneStretch | None:
         nodes[decl.name] = n
     if len({n.spec.shape[0] for n in nodes.values()}) != 1:
         return None
-    return ZoneStretch(view, group.path, nodes, list(view.time_values.get(group.path, [])))
+    return ZoneStretch(view, group.path, nodes, counters, list(view.time_values.get(group.path, [])))
 
 
-def zones(view: StoreView) -> list[ZoneStretch]:
-    """Every zone group's usable stretch arrays."""
+def zones(view: StoreView, counters: Counter) -> list[ZoneStretch]:
+    """Every zone group's usable stretch arrays; chunks read are counted in `counters`."""
     out = []
     for g in view.groups():
         if group_zone(g.name) is not None and (g.parent or "") == "":
-            z = zone_stretch(view, g)
+            z = zone_stretch(view, g, counters)
             if z is not None:
                 out.append(z)
     return out
@@ -126,7 +129,7 @@ def check_coverage(view: StoreView, shards: Iterable[tuple[str, tuple[int, ...]]
         group, name = array.rsplit("/", 1) if "/" in array else ("", array)
         if name == EMBEDDINGS.name:
             present.setdefault((group, coords[t_axis]), set()).add(tuple(EMBEDDINGS.spatial(coords)))
-    for z in zones(view):
+    for z in zones(view, report.counters):
         for t in range(z.steps):
             _guard(report.add, "structure", z.key(STRETCH_STATS_SHARDS.name, t),
                    lambda z=z, t=t: _coverage_year(z, t, present.get((z.group, t), set()), report))
@@ -167,7 +170,7 @@ def check_statistics(view: StoreView, report: ValidationReport,
     """Count, sample, sums and products of every (zone, year) against themselves; with `valid` (the valid pixels of
     every shard, by (group, year index, shard row, shard col), when the content level decoded every shard) the
     count against the valid pixels of the shards the coverage mask marks."""
-    for z in zones(view):
+    for z in zones(view, report.counters):
         for t in range(z.steps):
             _guard(report.add, "content", z.key(STRETCH_STATS_COUNT.name, t),
                    lambda z=z, t=t: _statistics_year(z, t, report, valid))

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from transcode.errors import StorageError, TransientStorageError
 from transcode.format.arrays import EMBEDDINGS, SCALES, TIME, ArrayDecl, sharded_arrays
+from transcode.format.attributes import depths_of
 from transcode.format.keys import group_zone
 from transcode.format.shardindex import EMPTY, outside, present
 from transcode.format.sidecar import in_sidecar
@@ -193,10 +194,14 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
     by_array: dict[str, list[ShardObject]] = defaultdict(list)
     for sh in result.shards.values():
         by_array[sh.array].append(sh)
+    try:
+        depths = depths_of(view.nodes[""].attrs) if "" in view.nodes else ()
+    except ValueError:
+        depths = ()  # geoemb:depths unusable: reported at the metadata level
     if tessera:
         for g in sorted(groups):
             if group_zone(g) is not None:
-                paired |= _pair_shards(g, arrays, by_array, result, jobs, report)
+                paired |= _pair_shards(g, arrays, by_array, result, jobs, report, depths)
     for key, sh in result.shards.items():
         if key not in paired:
             jobs.append(("single", arrays[sh.array].spec, sh))
@@ -255,16 +260,17 @@ def _report_unpaired(unpaired: Counter, report: ValidationReport) -> None:
                            "stored beside a stored embeddings chunk: their pixels read as +inf (no data); the "
                            "content level checks that those embeddings are zeros",
                            details={"chunks": unpaired["scales"], "absent": SCALES.name}))
-    if unpaired:
+    if unpaired["embeddings"] or unpaired["scales"]:
         report.counters["unpaired_chunks"] += unpaired["embeddings"] + unpaired["scales"]
 
 
 def _pair_shards(group: str, arrays: dict[str, Node], by_array: dict[str, list[ShardObject]],
-                 result: StructureResult, jobs: list[tuple], report: ValidationReport) -> set[str]:
+                 result: StructureResult, jobs: list[tuple], report: ValidationReport,
+                 depths: tuple[int, ...] = ()) -> set[str]:
     """Every sharded array of a zone group has a shard at the same (year, shard row, shard column) as each other
     one (a shard set is written together); embeddings and scales shards are read as pairs so their chunk presence
     can be compared. Returns the keys of the shards queued as pairs."""
-    decls = sharded_arrays()
+    decls = sharded_arrays(depths)  # embeddings, scales and the nested depths: written together, shard by shard
     nodes = [arrays.get(join_key(group, d.name)) for d in decls]
     if not all(_shardable(n, d) for n, d in zip(nodes, decls)) or \
             len({d.spatial(n.spec.chunk_shape) for n, d in zip(nodes, decls)}) > 1:
