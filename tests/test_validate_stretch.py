@@ -4,7 +4,6 @@ reports its own fault with the key of the object that holds it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +165,7 @@ def test_root_attribute_faults(converted, tmp_path, edit, code):
 
 
 def test_missing_depth_shard(copy):
-    key = sorted(p.relative_to(copy).as_posix() for p in copy.glob("utm30/embeddings_d16/c/*/0/*/*"))[0]
+    key = min(p.relative_to(copy).as_posix() for p in copy.glob("utm30/embeddings_d16/c/*/0/*/*"))
     (copy / key).unlink()
     report = _run(copy, level="structure")
     pairing = _codes(report, "structure", "error")["shard-pairing"]
@@ -198,7 +197,7 @@ def test_verify_mirrors_zarr_level_covers_depth_and_stretch_arrays(converted, tm
 
     _, store = converted
     a, b = shutil.copytree(store, tmp_path / "a"), shutil.copytree(store, tmp_path / "b")
-    depth = sorted(p.relative_to(b).as_posix() for p in b.glob("utm30/embeddings_d4/c/*/0/*/*"))[0]
+    depth = min(p.relative_to(b).as_posix() for p in b.glob("utm30/embeddings_d4/c/*/0/*/*"))
     data = (b / depth).read_bytes()
     n = (SHARD // 128) ** 2  # depth 4: 128 x 128 inner chunks, 16 index entries (embeddings: 256)
     index = np.frombuffer(data[-(16 * n + 4):-4], dtype="<u8").reshape(n, 2).copy()

@@ -23,8 +23,16 @@ from pathlib import Path
 
 from transcode.format.grid import TileId, parse_tile_name
 
-__all__ = ["INCUMBENT_VERSION", "INCUMBENT_PYTHON_ENV", "Incumbent", "IncumbentError", "find_incumbent",
-           "register_archive", "archive_dataset", "zero_water_embeddings"]
+__all__ = [
+    "INCUMBENT_PYTHON_ENV",
+    "INCUMBENT_VERSION",
+    "Incumbent",
+    "IncumbentError",
+    "archive_dataset",
+    "find_incumbent",
+    "register_archive",
+    "zero_water_embeddings",
+]
 
 INCUMBENT_VERSION = "0.11.0"
 INCUMBENT_PYTHON_ENV = "TESSERA_INCUMBENT_PYTHON"  # an interpreter with geotessera installed
@@ -60,7 +68,8 @@ def _version_of(python: str) -> str | None:
     if not Path(python).exists():
         return None
     try:
-        done = subprocess.run([python, "-c", _VERSION_PROBE], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([python, "-c", _VERSION_PROBE], check=False, capture_output=True, text=True,
+                              timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -169,8 +178,9 @@ class Incumbent:
         if workdir is not None:
             Path(workdir).mkdir(parents=True, exist_ok=True)
             env["XDG_CACHE_HOME"] = str(Path(workdir) / "cache")
-        code = "import sys; sys.argv[0] = 'geotessera-registry'; from geotessera.registry_cli import main; sys.exit(main())"
-        done = subprocess.run([self.python, "-c", code, *args], capture_output=True, text=True, env=env,
+        code = "import sys; sys.argv[0] = 'geotessera-registry'; from geotessera.registry_cli import main; " \
+               "sys.exit(main())"
+        done = subprocess.run([self.python, "-c", code, *args], check=False, capture_output=True, text=True, env=env,
                               cwd=workdir, timeout=self.timeout)
         output = done.stdout + done.stderr
         if done.returncode != 0:
