@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transcode.engine.convert import ConvertOptions, convert
@@ -87,6 +88,38 @@ def test_incumbent_tools_pass_our_store(v1, ours_v1, tmp_path):
     assert sum(v == "written" for v in status.values()) == len(list(ours_v1.glob("utm*/embeddings/c/*/0/*/*")))
     samples = INCUMBENT.verify(ours_v1, archive, workdir=tmp_path / "verify", samples=50)
     assert samples and all("mismatch" not in str(r.get("status", "")) for r in samples)
+
+
+@pytest.fixture(scope="module")
+def ours_v2(v2, tmp_path_factory):
+    """Our store of the v2 archive, with the same nested depths."""
+    archive, _ = v2
+    store = tmp_path_factory.mktemp("ours-v2") / "store"
+    assert convert(str(archive), str(store), ConvertOptions(depths=(4, 16))).ok
+    return store
+
+
+def test_incumbent_tools_pass_our_store_with_depths(v2, ours_v2, tmp_path):
+    """Its zarr-scan sees every shard of every depth, its zarr-verify checks each depth is a prefix."""
+    archive, _ = v2
+    rows = INCUMBENT.scan(ours_v2, archive, workdir=tmp_path / "scan")
+    assert {r["status"] for r in rows} <= {"written", "empty"} and any(r["status"] == "written" for r in rows)
+    assert INCUMBENT.verify(ours_v2, archive, workdir=tmp_path / "verify", samples=50)
+
+
+def test_incumbent_stretch_agrees_on_our_store(v1, ours_v1, tmp_path):
+    """zarr-stretch --mode pca on our store: the same pixel count and the same PCA as on its own store of the same
+    archive (the PCA comes from N, S and M, exact; the percentiles come from the sample, which is random in its
+    store, so they are not compared)."""
+    _, theirs = v1
+    mine = INCUMBENT.stretch(shutil.copytree(ours_v1, tmp_path / "ours"), YEAR, workdir=tmp_path / "mine")
+    ref = INCUMBENT.stretch(shutil.copytree(theirs, tmp_path / "theirs"), YEAR, workdir=tmp_path / "ref")
+    assert mine["stats_pixels"] == ref["stats_pixels"] > 0
+    assert mine["zones_used"] == ref["zones_used"]
+    np.testing.assert_allclose(mine["pca_mean"], ref["pca_mean"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(mine["pca_explained_variance_ratio"], ref["pca_explained_variance_ratio"], rtol=1e-7)
+    a, b = np.asarray(mine["pca_components"]), np.asarray(ref["pca_components"])
+    np.testing.assert_allclose(np.abs((a * b).sum(axis=1)), 1.0, atol=1e-7)  # the same axes, up to sign
 
 
 def test_incumbent_tools_pass_its_own_store(v1, tmp_path):

@@ -104,8 +104,10 @@ def test_statistics_not_collected_or_being_rebuilt_are_not_faults(copy):
     scales[1] = np.full(scales.shape[1:], np.inf, "float32")
     report = _run(copy)
     assert errors(report) == [] and by_code(report, severity="warning") == {}
-    info = [f.message for f in _codes(report, "structure", "info")["stretch-coverage"]]
-    assert any("being rebuilt" in m for m in info) and any("not collected" in m for m in info)
+    info = {f.message.split(" for ")[0]: f.details["zone_years"] for f in
+            _codes(report, "structure", "info")["stretch-coverage"]}
+    assert info == {"stretch statistics being rebuilt": ["utm30 2023"],
+                    "stretch statistics not collected": ["utm30 2024"]}
 
 
 @pytest.mark.parametrize("fault, array", [

@@ -129,13 +129,19 @@ def check_coverage(view: StoreView, shards: Iterable[tuple[str, tuple[int, ...]]
         group, name = array.rsplit("/", 1) if "/" in array else ("", array)
         if name == EMBEDDINGS.name:
             present.setdefault((group, coords[t_axis]), set()).add(tuple(EMBEDDINGS.spatial(coords)))
+    idle: dict[str, list[str]] = {}  # why -> the (zone, year)s whose statistics are idle with shards not folded in
     for z in zones(view, report.counters):
         for t in range(z.steps):
             _guard(report.add, "structure", z.key(STRETCH_STATS_SHARDS.name, t),
-                   lambda z=z, t=t: _coverage_year(z, t, present.get((z.group, t), set()), report))
+                   lambda z=z, t=t: _coverage_year(z, t, present.get((z.group, t), set()), report, idle))
+    for why, where in sorted(idle.items()):
+        report.add(Finding(INFO, "structure", "stretch-coverage", "", f"stretch statistics {why} for {len(where)} "
+                           f"(zone, year)s with shards, e.g. {where[0]}: geotessera's zarr-stretch needs them "
+                           "collected", details={"zone_years": where[:100]}))
 
 
-def _coverage_year(z: ZoneStretch, t: int, present: set[tuple[int, int]], report: ValidationReport) -> None:
+def _coverage_year(z: ZoneStretch, t: int, present: set[tuple[int, int]], report: ValidationReport,
+                   idle: dict[str, list[str]]) -> None:
     mask = z.read(STRETCH_STATS_SHARDS.name, t)
     count = int(z.read(STRETCH_STATS_COUNT.name, t)[()])
     key = z.key(STRETCH_STATS_SHARDS.name, t)
@@ -154,9 +160,7 @@ def _coverage_year(z: ZoneStretch, t: int, present: set[tuple[int, int]], report
     if not unseen:
         return
     if count == REBUILDING or (count == 0 and not marked):
-        why = "being rebuilt" if count == REBUILDING else "not collected"
-        report.add(Finding(INFO, "structure", "stretch-coverage", key, f"stretch statistics of {year} are {why}: "
-                           f"{len(unseen)} shards not folded in (geotessera's zarr-stretch needs them collected)"))
+        idle.setdefault("being rebuilt" if count == REBUILDING else "not collected", []).append(f"{z.group} {year}")
         return
     report.add(Finding(WARNING, "structure", "stretch-coverage", key, f"{len(unseen)} embeddings shards of {year} are "
                        f"not folded into the stretch statistics (coverage mask 0): the statistics are incomplete, "
