@@ -16,7 +16,16 @@ from transcode.conventions import validate_geoemb, validate_proj, validate_spati
 from transcode.conventions.issues import Issue
 from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
 from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
-from transcode.format.arrays import EMBEDDINGS, SPATIAL_DIMS, TIME, ZONE_ARRAYS, ArrayDecl, Zone, sharded_arrays
+from transcode.format.arrays import (
+    EMBEDDINGS,
+    SPATIAL_DIMS,
+    STRETCH_ARRAYS,
+    TIME,
+    ZONE_ARRAYS,
+    ArrayDecl,
+    Zone,
+    sharded_arrays,
+)
 from transcode.format.attributes import REGISTRATION, grid_of, root_invariants, transform_problem, zone_crs
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import group_zone
@@ -289,6 +298,9 @@ def _spatial_cross_checks(view: StoreView, coords: dict, add: Add) -> None:
 
 # ------------------------------------------------------------------------------------------ geoemb:
 
+STRETCH_NAMES = {d.name for d in STRETCH_ARRAYS}
+
+
 def _band_axis(node: Node, dimensions: int) -> int | None:
     if node.dims and "band" in node.dims:
         return node.dims.index("band")
@@ -307,8 +319,9 @@ def _geoemb_cross_checks(view: StoreView, profile: str, add: Add) -> None:
         arrays = [n for n in view.descendants(group.path) if _array_ok(n)]
         if profile in ("tessera", "interop"):
             emb = [n for n in arrays if n.name == EMBEDDINGS.name]
-        else:
-            emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None]
+        else:  # the incumbent's stretch statistics have a band axis too, and are no embeddings
+            emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None
+                   and n.name not in STRETCH_NAMES]
         if not arrays:
             add(INFO, "cross-check", group.key, "no arrays below the geoemb: group: embeddings cross-checks skipped",
                 attribute="geoemb:data_type", pointer="/attributes/geoemb:data_type")
