@@ -27,6 +27,7 @@ from transcode.format.arrays import (
     DEPTH_ARRAY_PREFIX,
     EMBEDDINGS,
     SPATIAL_DIMS,
+    STRETCH_ARRAYS,
     STRETCH_SAMPLE,
     STRETCH_SAMPLE_SIZE,
     TIME,
@@ -317,6 +318,9 @@ def _spatial_cross_checks(view: StoreView, coords: dict, add: Add) -> None:
 
 # ------------------------------------------------------------------------------------------ geoemb:
 
+STRETCH_NAMES = {d.name for d in STRETCH_ARRAYS}
+
+
 def _band_axis(node: Node, dimensions: int) -> int | None:
     if node.dims and "band" in node.dims:
         return node.dims.index("band")
@@ -335,8 +339,9 @@ def _geoemb_cross_checks(view: StoreView, profile: str, add: Add) -> None:
         arrays = [n for n in view.descendants(group.path) if _array_ok(n)]
         if profile in ("tessera", "interop"):
             emb = [n for n in arrays if n.name == EMBEDDINGS.name]
-        else:
-            emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None]
+        else:  # the incumbent's stretch statistics have a band axis too, and are no embeddings
+            emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None
+                   and n.name not in STRETCH_NAMES]
         if not arrays:
             add(INFO, "cross-check", group.key, "no arrays below the geoemb: group: embeddings cross-checks skipped",
                 attribute="geoemb:data_type", pointer="/attributes/geoemb:data_type")
