@@ -13,6 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from validate_helpers import (
     COORD_KEY,
+    STRETCH_KEY,
     SHARD,
     SHARD_KEY,
     RecordingStorage,
@@ -123,14 +124,14 @@ def test_workers_give_the_same_report(converted):
 
 # ------------------------------------------------------------------------------------------ reads
 
-def test_metadata_and_structure_read_only_zarr_json_coordinates_and_index_tails(converted):
+def test_metadata_and_structure_read_only_zarr_json_coordinates_stretch_masks_and_index_tails(converted):
     _, store = converted
     rec = RecordingStorage(LocalStorage(store))
     report = validate(rec, ValidateOptions(level="structure"))
     assert report.findings == []
     shards = {k: (store / k).stat().st_size for k in shard_keys(store)}
     whole = [c[1] for c in rec.calls if c[0] in ("read", "open")]
-    assert whole and all(k.endswith("zarr.json") or COORD_KEY.match(k) for k in whole), whole
+    assert whole and all(k.endswith("zarr.json") or COORD_KEY.match(k) or STRETCH_KEY.match(k) for k in whole), whole
     ranged = [c for c in rec.calls if c[0] == "read_range"]
     assert sorted(c[1] for c in ranged) == sorted(shards)  # exactly one ranged read per shard
     for _, key, start, length in ranged:
