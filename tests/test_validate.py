@@ -13,9 +13,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from validate_helpers import (
     COORD_KEY,
-    STRETCH_KEY,
     SHARD,
     SHARD_KEY,
+    STRETCH_KEY,
     RecordingStorage,
     by_code,
     clone,
