@@ -76,8 +76,11 @@ def test_incumbent_store_validates_clean_at_every_level(which, request):
     assert report.fidelity["compared"] > 0 and report.fidelity["mismatched"] == 0
     codes = {f.code for f in _findings(report, "info")}
     assert codes <= {"no-manifest", "chunk-pairing", "shard-gap"}, codes
+    assert report.counters["stretch_chunks"] > 0  # its statistics were read, checked and agree with its pixels
     if which == "v1":  # its all-zero water chunks are left out beside stored scales chunks: understood, not errors
         assert report.counters["unpaired_chunks"] > 0
+    else:  # both nested depths compared with the embeddings at every pixel
+        assert report.counters["depth_pixels_compared"] == 2 * report.fidelity["compared"]
 
 
 def test_incumbent_tools_pass_our_store(v1, ours_v1, tmp_path):
