@@ -41,3 +41,9 @@ def pointer(*parts: str | int) -> str:
 def errors(issues: list[Issue]) -> list[Issue]:
     """Only the error-severity issues."""
     return [i for i in issues if i.severity == ERROR]
+
+
+def not_an_object(attrs: object) -> Issue:
+    """The error for attributes that are not a JSON object."""
+    text = repr(attrs)
+    return Issue(ERROR, "", f"attributes: {text if len(text) <= 120 else text[:117] + '...'} is not of type 'object'")

@@ -5,13 +5,18 @@ Current (canonical) URLs are the ones we write:
               tag does not exist yet, but the published schema pins these URLs with `const`,
               so writing anything else would fail it. Identity is by uuid regardless.
 - spatial:, proj:, multiscales: the v0.1 releases under github.com/zarr-conventions
-  (proj moved there from zarr-experimental/geo-proj; v0.1 names have no trailing colon).
+  (proj moved there from zarr-experimental/geo-proj; v0.1 names have no trailing colon), which is what zarr-cm
+  writes for them (tests/test_conventions.py checks the entries are equal).
+
+Accepted variants: ours (FORMATS.md §3) plus every URL zarr-cm knows for the three conventions it implements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from . import zarrcm
 
 _RAW = "https://raw.githubusercontent.com"
 _GH = "https://github.com"
@@ -53,13 +58,18 @@ def _convention(key: str, uuid: str, name: str, description: str, prefix: str,
     """Assemble a Convention from (repository, ref) pairs: the current one and every one published.
 
     Every repository also gets its main-branch URLs; `extra` adds explicit (schema_url, spec_url)
-    pairs; tags named "v1" are recorded as unresolvable (docs/format.md, "Conventions": no v1 tag exists).
+    pairs; zarr-cm's known URLs are added for the conventions it implements; URLs of tags named "v1"
+    are recorded as unresolvable (docs/format.md, "Conventions": no v1 tag exists).
     """
     pairs = [(repo, ref) for repo, refs in published.items() for ref in (*refs, "main")]
     schema_urls = {_schema_url(repo, ref) for repo, ref in pairs} | {s for s, _ in extra}
     schema_urls |= {f"{_RAW}/{repo}/refs/heads/main/schema.json" for repo in published}
     spec_urls = {_spec_url(repo, ref) for repo, ref in pairs} | {s for _, s in extra}
-    dead = {url for repo, ref in pairs if ref == "v1" for url in (_schema_url(repo, ref), _spec_url(repo, ref))}
+    if key in zarrcm.WRITTEN:
+        library_schema_urls, library_spec_urls = zarrcm.known_urls(key)
+        schema_urls |= library_schema_urls
+        spec_urls |= library_spec_urls
+    dead = {url for url in schema_urls | spec_urls if "/refs/tags/v1/" in url or "/blob/v1/" in url}
     conv = Convention(key=key, uuid=uuid, name=name, description=description,
                       schema_url=_schema_url(*current), spec_url=_spec_url(*current),
                       schema_urls=frozenset(schema_urls), spec_urls=frozenset(spec_urls),

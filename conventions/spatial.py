@@ -1,4 +1,4 @@
-"""spatial: attributes: build a 2-D affine description; validate schema and geometry rules."""
+"""spatial: attributes: a 2-D affine description built and checked with zarr-cm; the geometry rules are ours."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from . import zarrcm
 from .declarations import require_declared
-from .issues import ERROR, INFO, WARNING, Issue, pointer
+from .issues import ERROR, INFO, WARNING, Issue, not_an_object, pointer
 from .registry import SPATIAL
-from .schemas import apply_schema
 
-_FLOAT_RTOL = 1e-12 # below this a bbox difference is float noise, not a finding
+KEYS = ("spatial:dimensions", "spatial:transform", "spatial:shape", "spatial:bbox", "spatial:registration",
+        "spatial:transform_type")  # the order we (and the incumbent) write them in
+_FLOAT_RTOL = 1e-12  # below this a bbox difference is float noise, not a finding
 
 
 def bbox_from_transform(transform: Sequence[float], shape: Sequence[int], registration: str = "pixel") -> list[float]:
@@ -34,31 +36,45 @@ def build_spatial_attributes(transform: Sequence[float], shape: Sequence[int],
     """spatial: keys for a 2-D grid; the bbox is computed from transform and shape, so it agrees exactly."""
     transform = [float(v) for v in transform]
     shape = [int(v) for v in shape]
-    if len(transform) != 6 or len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"need 6 transform coefficients and a shape [H, W] >= 1, got {transform}, {shape}")
-    return {
-        "spatial:dimensions": list(dimensions),
-        "spatial:transform": transform,
-        "spatial:shape": shape,
-        "spatial:bbox": bbox_from_transform(transform, shape, registration),
-        "spatial:registration": registration,
-    }
+    if len(transform) != 6 or len(shape) != 2:
+        raise ValueError(f"need 6 transform coefficients and a shape [H, W], got {transform}, {shape}")
+    return zarrcm.create("spatial", KEYS, dimensions=list(dimensions), transform=transform, shape=shape,
+                         bbox=bbox_from_transform(transform, shape, registration), registration=registration)
 
 
 def validate_spatial(attrs: Any, *, dimension_names: Sequence[str] | None = None) -> list[Issue]:
-    """Findings for a node's spatial: attributes: our schema, the convention entry, geometry rules.
+    """Findings for a node's spatial: attributes: zarr-cm's v0.1 rules, the convention entry, geometry rules.
 
     `dimension_names` (an array's own) enables the check that spatial:dimensions name real dimensions.
     """
-    issues = apply_schema("spatial", attrs)
     if not isinstance(attrs, dict):
-        return issues
+        return [not_an_object(attrs)]
+    issues = spatial_key_issues(attrs)
+    if "spatial:dimensions" not in attrs:  # the tessera layout and the older schemas require it on groups too
+        issues.append(Issue(ERROR, "spatial:dimensions", "spatial:dimensions: required key 'spatial:dimensions' is "
+                            "missing", pointer("spatial:dimensions")))
     issues += require_declared(attrs, SPATIAL)
     bad = {i.key for i in issues if i.severity == ERROR}
     issues += _finite(attrs, bad)
     issues += _dimensions(attrs, bad, dimension_names)
     issues += _geometry(attrs, bad | {i.key for i in issues if i.severity == ERROR})
     return issues
+
+
+def spatial_key_issues(attrs: dict, where: tuple[str | int, ...] = ()) -> list[Issue]:
+    """Errors for the spatial: keys of `attrs` that break zarr-cm's v0.1 rules, plus distinct, non-empty dimension
+    names (which zarr-cm does not check); `where` is the path of `attrs` inside the node's attributes."""
+    top = str(where[0]) if where else None
+    out = []
+    for key, message in zarrcm.problems("spatial", {k: attrs[k] for k in KEYS if k in attrs}, KEYS):
+        path = (*where, key) if key else where
+        out.append(Issue(ERROR, top or key or "", f"{'/'.join(map(str, path))}: {message}", pointer(*path)))
+    dims = attrs.get("spatial:dimensions")
+    if isinstance(dims, list) and all(isinstance(d, str) for d in dims) and (len(set(dims)) < len(dims) or "" in dims):
+        path = (*where, "spatial:dimensions")
+        out.append(Issue(ERROR, top or "spatial:dimensions", f"{'/'.join(map(str, path))}: {dims!r} must name "
+                         "distinct, non-empty dimensions", pointer(*path)))
+    return out
 
 
 def _finite(attrs: dict, bad: set[str]) -> list[Issue]:

@@ -55,9 +55,8 @@ def test_malformed_specs_are_refused_with_the_valid_forms(text):
 @pytest.mark.parametrize("text", SPECS)
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
 def test_encoder_matches_zarr_pythons_chain_and_decoder_inverts_it(text, dtype):
-    """The bytes convert writes are exactly what zarr-python writes with the declared codecs."""
-    import transcode.codecs.extracodecs  # noqa: F401  (Brotli, Snappy)
-
+    """The bytes convert writes are exactly what zarr-python writes with the declared codecs (Brotli and Snappy
+    through the installed entry points)."""
     spec = parse_codec_spec(text)
     a = _chunk(dtype, (128, 32, 32) if dtype == "int8" else (32, 32))
     with warnings.catch_warnings():
@@ -101,11 +100,38 @@ def test_brotli_and_snappy_metadata_is_imagecodecs_zarrs():
     assert BrotliCodec(level=6, lgwin=20).to_dict() == {"name": "imagecodecs_brotli",
                                                         "configuration": {"level": 6, "lgwin": 20}}
     assert SnappyCodec().to_dict() == {"name": "imagecodecs_snappy"}
-    assert BrotliCodec.from_dict({"name": "imagecodecs_brotli"}).level == 11  # the library default
-    assert BrotliCodec.from_dict({"name": "imagecodecs_brotli", "configuration": {"mode": "TEXT"}}).mode == "TEXT"
+    # every form imagecodecs-zarr writes is read and written back unchanged (keys it leaves out stay out)
+    for doc in ({"name": "imagecodecs_brotli"}, {"name": "imagecodecs_brotli", "configuration": {"mode": "TEXT"}},
+                {"name": "imagecodecs_brotli", "configuration": {"level": 0, "lgwin": 24, "mode": "FONT"}},
+                {"name": "imagecodecs_snappy"}, {"name": "imagecodecs_snappy", "configuration": {"level": 3}}):
+        cls = BrotliCodec if doc["name"] == "imagecodecs_brotli" else SnappyCodec
+        assert cls.from_dict(doc).to_dict() == doc
+    assert BrotliCodec.from_dict({"name": "imagecodecs_brotli", "configuration": {"mode": 1}}).mode == "TEXT"
     assert SnappyCodec.from_dict({"name": "imagecodecs_snappy", "configuration": {}}) == SnappyCodec()
+    for bad in ({"quality": 5}, {"level": 12}, {"lgwin": 9}, {"mode": "FAST"}, {"mode": 3}):
+        with pytest.raises(ValueError):
+            BrotliCodec.from_dict({"name": "imagecodecs_brotli", "configuration": bad})
     with pytest.raises(ValueError):
-        BrotliCodec.from_dict({"name": "imagecodecs_brotli", "configuration": {"quality": 5}})
+        SnappyCodec.from_dict({"name": "imagecodecs_snappy", "configuration": {"acceleration": 1}})
+
+
+def test_brotli_without_configuration_encodes_with_the_library_defaults():
+    """A store naming no level or window is written as imagecodecs-zarr writes it: quality 4, window 22."""
+    import asyncio
+
+    import brotli
+    from zarr.core.array_spec import ArrayConfig, ArraySpec
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.dtype import get_data_type_from_native_dtype
+
+    from transcode.codecs.extracodecs import BrotliCodec
+
+    raw = _chunk("int8").tobytes()
+    proto = default_buffer_prototype()
+    spec = ArraySpec(shape=(len(raw),), dtype=get_data_type_from_native_dtype(np.dtype("uint8")), fill_value=0,
+                     config=ArrayConfig(order="C", write_empty_chunks=True), prototype=proto)
+    out = asyncio.run(BrotliCodec()._encode_single(proto.buffer.from_bytes(raw), spec))
+    assert out.to_bytes() == brotli.compress(raw, quality=4, lgwin=22)
 
 
 def test_every_option_and_family_has_interop_evidence():
@@ -148,7 +174,6 @@ def test_convert_refuses_a_bad_spec_before_any_work(tmp_path, capsys):
 def test_convert_warns_once_on_stderr_and_round_trips_mixed_codecs(clean_archive, tmp_path, capsys):
     """embeddings and scales with different non-portable codecs: one warning line, JSON stdout intact,
     every tile pixel read back bit-exactly by zarr-python."""
-    import transcode.codecs.extracodecs  # noqa: F401
     from transcode.engine.plan import make_plan
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory

@@ -1,4 +1,5 @@
-"""conventions/: registry identity, builders, our JSON Schemas, validators (against upstream examples too)."""
+"""conventions/: registry identity, builders, our JSON Schemas, zarr-cm behind conventions.zarrcm, validators
+(against upstream examples too)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from transcode.conventions import (
     CONVENTIONS,
     bbox_from_transform,
     build_geoemb_attributes,
+    build_multiscales_attributes,
     conventions_entry,
     identify,
     validate_geoemb,
+    validate_multiscales,
     validate_proj,
     validate_spatial,
     validate_zarr_conventions,
     validate_zone,
+    zarrcm,
 )
 from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, get
 from transcode.conventions.schemas import apply_schema
@@ -31,8 +35,9 @@ from transcode.format.attributes import root_attributes, zone_attributes
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conventions"
 PKG = Path(__file__).resolve().parents[1] / "conventions"
-OUR_SCHEMAS = ("geoemb", "spatial", "proj", "zarr-conventions")
-VALIDATORS = {"geoemb": validate_geoemb, "spatial": validate_spatial, "proj": validate_proj}
+OUR_SCHEMAS = ("geoemb", "zarr-conventions")  # proj:, spatial: and multiscales are checked by zarr-cm
+VALIDATORS = {"geoemb": validate_geoemb, "spatial": validate_spatial, "proj": validate_proj,
+              "multiscales": validate_multiscales}
 
 
 def _ref(rel: str) -> dict:
@@ -252,8 +257,7 @@ def test_zone_attributes_match_the_incumbent():
 
 def test_zone_attributes_pass_our_schemas_and_validators_cleanly():
     attrs = _zone()
-    for name in ("spatial", "proj", "zarr-conventions"):
-        assert apply_schema(name, attrs) == []
+    assert apply_schema("zarr-conventions", attrs) == []
     assert validate_spatial(attrs) == [] and validate_proj(attrs) == []
     assert validate_zone(attrs) == []
 
@@ -314,8 +318,8 @@ def test_tessera_example_old_names_and_urls_are_notes_not_errors():
     assert issues and {i.severity for i in issues} == {"info"}
     assert any("does not resolve" in i.message for i in issues)
     assert any("'proj:' is an older name" in i.message for i in issues)
-    for validate in VALIDATORS.values():
-        assert validate(attrs) == []
+    for key in ("geoemb", "spatial", "proj"):
+        assert VALIDATORS[key](attrs) == [], key
 
 
 # ------------------------------------------------------------------ rejections: geoemb
@@ -404,7 +408,8 @@ def test_geoemb_declaration_required_and_never_by_name():
 
 
 def test_not_an_object_does_not_crash():
-    for validate in (validate_geoemb, validate_spatial, validate_proj, validate_zarr_conventions, validate_zone):
+    for validate in (validate_geoemb, validate_spatial, validate_proj, validate_multiscales, validate_zarr_conventions,
+                     validate_zone):
         for junk in (None, [], "x", 3):
             issues = validate(junk)
             assert _errors(issues) and all(i.key == "" for i in issues)
@@ -469,7 +474,7 @@ def test_spatial_other_transform_type_is_not_checked():
 def test_proj_needs_a_crs_key():
     attrs = _zone()
     del attrs["proj:code"]
-    _assert_rejected(validate_proj(attrs), "proj:code", "at least one of", "proj:wkt2")
+    _assert_rejected(validate_proj(attrs), "proj:code", "At least one of", "proj:wkt2")
     attrs["proj:wkt2"] = 'PROJCRS["WGS 84 / UTM zone 30N"]'
     assert validate_proj(attrs) == []
 
@@ -491,6 +496,25 @@ def test_proj_old_and_new_code_rules():
     issues = validate_proj(attrs)
     assert {i.severity for i in issues} == {"warning"} and {i.key for i in issues} == {"proj:code"}
     assert len(issues) == 2
+
+
+def test_several_faults_give_one_finding_per_key():
+    """zarr-cm stops at the first broken rule; each key is still reported."""
+    attrs = _zone()
+    attrs["spatial:bbox"] = [0, 0, 1]
+    attrs["spatial:registration"] = "center"
+    attrs["spatial:shape"] = [0, 5]
+    assert {i.key for i in _errors(validate_spatial(attrs))} == {"spatial:bbox", "spatial:registration",
+                                                                  "spatial:shape"}
+    attrs = _zone()
+    attrs.update({"proj:code": "EPSG32630", "proj:projjson": "{}"})
+    assert {i.key for i in _errors(validate_proj(attrs))} == {"proj:code", "proj:projjson"}
+
+
+def test_spatial_dimensions_must_be_distinct_names():
+    attrs = _zone()
+    attrs["spatial:dimensions"] = ["y", "y"]
+    _assert_rejected(validate_spatial(attrs), "spatial:dimensions", "distinct")
 
 
 def test_zone_groups_carry_no_geoemb_keys():
@@ -523,7 +547,7 @@ def test_zarr_conventions_entry_findings():
 # ------------------------------------------------------------------ package hygiene
 
 _ALLOWED_IMPORTS = {"__future__", "operator", "dataclasses", "typing", "collections.abc", "math", "re", "functools",
-                    "jsonschema", "jsonschema.exceptions", "schemas"}
+                    "copy", "types", "jsonschema", "jsonschema.exceptions", "schemas", "zarr_cm"}
 
 
 def test_conventions_package_imports_nothing_from_transcode_and_does_no_io():
@@ -549,3 +573,76 @@ def test_builders_return_independent_documents():
     before = copy.deepcopy(z)
     z["zarr_conventions"][0]["uuid"] = "x"
     assert _zone() == before
+
+
+# ------------------------------------------------------------------ zarr-cm behind conventions.zarrcm
+
+@pytest.mark.parametrize("key", ["proj", "spatial", "multiscales"])
+def test_what_we_write_is_what_zarr_cm_writes(key):
+    """Our registry's current entry is zarr-cm's entry for the revision we write, and every URL zarr-cm knows for
+    the convention identifies it in our registry (which knows more: FORMATS.md §3)."""
+    assert zarrcm.declaration(key) == conventions_entry(key)
+    conv = get(key)
+    schema_urls, spec_urls = zarrcm.known_urls(key)
+    assert schema_urls <= conv.schema_urls and spec_urls <= conv.spec_urls
+    assert all(identify({"schema_url": url}) is conv for url in schema_urls)
+    assert conv.schema_urls - schema_urls  # variants only our registry has (zarr-experimental/geo-proj, main)
+
+
+def test_zarr_cm_does_not_know_every_variant_we_accept():
+    """Why identity stays ours: the incumbent's proj: URL is unknown to zarr-cm, and its validate refuses to pick a
+    revision for it, while our validator reads the node under v0.1 and the older rules."""
+    import zarr_cm
+
+    tessera = _ref("embeddings-zarr-convention/examples/tessera_example.json")["attributes"]
+    old_url = next(e["schema_url"] for e in tessera["zarr_conventions"] if e["uuid"] == PROJ.uuid)
+    assert zarrcm.revision_of("proj", old_url) is None and identify({"schema_url": old_url}) is PROJ
+    with pytest.raises(ValueError, match="unsupported schema_url"):
+        zarr_cm.proj.validate(tessera)
+    assert validate_proj(tessera) == []
+
+
+def _pyramid() -> dict:
+    return build_multiscales_attributes([
+        {"asset": "0", "spatial:shape": [1024, 1024], "spatial:transform": [10.0, 0, 0, 0, -10.0, 0]},
+        {"asset": "1", "derived_from": "0", "transform": {"scale": [2.0, 2.0]},
+         "spatial:shape": [512, 512], "spatial:transform": [20.0, 0, 0, 0, -20.0, 0]},
+    ], resampling_method="mean")
+
+
+def test_multiscales_builder_output_passes_zarr_cm_our_validator_and_the_upstream_schema():
+    attrs = _pyramid()
+    assert attrs["zarr_conventions"] == [conventions_entry("multiscales")]
+    assert [level["asset"] for level in attrs["multiscales"]["layout"]] == ["0", "1"]
+    assert validate_multiscales(attrs, node_type="group") == [] and validate_zarr_conventions(attrs) == []
+    # the reference copy predates v0.1: its entry is pinned to the dead v1 URLs, so only the data is compared
+    schema = _ref("multiscales/schema.json")
+    properties = {**schema["$defs"]["multiscalesProperties"], "$defs": schema["$defs"]}
+    assert [e.message for e in Draft7Validator(properties).iter_errors(attrs["multiscales"])] == []
+    with pytest.raises(ValueError):
+        build_multiscales_attributes([])
+
+
+@pytest.mark.parametrize("mutate,pointer,words", [
+    (lambda m: m.update(layout=[]), "/multiscales", "at least one"),
+    (lambda m: m["layout"][1].update(asset="/abs"), "/multiscales", "layout[1].asset"),
+    (lambda m: m["layout"][1].pop("transform"), "/multiscales", "derived_from"),
+    (lambda m: m.update(resampling_method=3), "/multiscales", "resampling_method"),
+    (lambda m: m["layout"][1].update({"spatial:shape": [0, 512]}), "/multiscales/layout/1/spatial:shape", "positive"),
+    (lambda m: m["layout"][0].update({"spatial:transform": [1, 2]}), "/multiscales/layout/0/spatial:transform", "6"),
+])
+def test_multiscales_rejections(mutate, pointer, words):
+    attrs = _pyramid()
+    mutate(attrs["multiscales"])
+    hits = [i for i in _errors(validate_multiscales(attrs)) if i.pointer == pointer and words in i.message]
+    assert hits and all(i.key == "multiscales" for i in hits), validate_multiscales(attrs)
+
+
+def test_multiscales_needs_its_key_a_declaration_and_a_group():
+    attrs = _pyramid()
+    _assert_rejected(validate_multiscales(attrs, node_type="array"), "multiscales", "groups")
+    del attrs["multiscales"]
+    _assert_rejected(validate_multiscales(attrs), "multiscales", "required")
+    attrs = _pyramid()
+    attrs["zarr_conventions"] = [{"name": "multiscales"}]
+    _assert_rejected(validate_multiscales(attrs), "zarr_conventions", "never by name")

@@ -9,9 +9,10 @@ from transcode.codecs.interop_matrix import MATRIX, READERS, VERSIONS
 from transcode.codecs.spec import DEFAULT_SPEC, CodecSpec, parse_codec_spec
 
 READER_INFO = {
-    "zarr-python": ("zarr-python", "Python", "zarr-python 3 as installed, no codec plug-ins"),
+    "zarr-python": ("zarr-python", "Python", "zarr-python 3 alone, no codec plug-ins"),
     "zarr-python+tessera": ("zarr-python + tessera-transcode", "Python",
-                            "zarr-python after `import transcode.codecs.extracodecs` (registers Brotli and Snappy)"),
+                            "zarr-python with tessera-transcode installed (its zarr.codecs entry points bring "
+                            "Brotli and Snappy; no import needed)"),
     "tensorstore": ("tensorstore", "C++", "Google tensorstore, zarr3 driver"),
     "zarrs": ("zarrs", "Rust", "the zarrs crate, via zarrs-python's codec pipeline in strict mode"),
     "zarrita.js": ("zarrita.js", "browser JS", "zarrita.js with its default codec registry, run under Node"),

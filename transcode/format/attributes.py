@@ -8,8 +8,8 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
+from transcode.conventions import zarrcm
 from transcode.conventions.proj import build_proj_attributes
-from transcode.conventions.registry import conventions_entry
 from transcode.conventions.spatial import build_spatial_attributes
 from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, SCALES_DTYPE, SPATIAL_DIMS, depth_array_name
 from transcode.format.grid import PIXEL_M, ZoneGrid, canonical_epsg
@@ -112,11 +112,9 @@ def zone_attributes(zone: int, origin_x: float, origin_y: float, height: int, wi
     if isinstance(height, bool) or isinstance(width, bool) or int(height) != height or int(width) != width:
         raise ValueError(f"height and width must be integers, got {height!r}, {width!r}")
     transform = [PIXEL_M, 0.0, float(origin_x), 0.0, -PIXEL_M, float(origin_y)]
-    return {
-        "zarr_conventions": [conventions_entry("proj"), conventions_entry("spatial")],
-        **build_proj_attributes(zone_crs(number)),
-        **build_spatial_attributes(transform, [height, width], dimensions=SPATIAL_DIMS, registration=REGISTRATION),
-    }
+    attrs = zarrcm.insert("proj", {}, build_proj_attributes(zone_crs(number)))
+    return zarrcm.insert("spatial", attrs, build_spatial_attributes(transform, [height, width], dimensions=SPATIAL_DIMS,
+                                                                     registration=REGISTRATION))
 
 
 def grid_attributes(grid: ZoneGrid) -> dict:

@@ -4,12 +4,10 @@ with the source tiles. `tools/interop/matrix.py` and the tests both run `run_mat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ from transcode.engine.plan import Placement, Plan, make_plan
 from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES
 from transcode.format.keys import zone_group
 from transcode.legacy.inventory import Inventory
+from transcode.testing import zarrread
+from transcode.testing.zarrread import describe, sha256_of, zarr_read
 
 REPO = Path(__file__).resolve().parents[2]  # a source checkout: the matrix tool runs from one
 TOOLS_DIR = REPO / "tools" / "interop"
@@ -33,10 +33,11 @@ MATRIX_OPTIONS = (
     "none", "blosc:zstd:3", "blosc:zstd:3:none", "blosc:lz4:5", "blosc:lz4hc:5", "blosc:zlib:5", "blosc:blosclz:5",
     "zstd:3", "zstd:3:checksum", "gzip:5", "lz4:1", "brotli:5:22", "snappy", "blosc:zstd:3+crc32c",
 )
+DIST = "tessera-transcode"  # the distribution whose zarr.codecs entry points the "+tessera" reader keeps
 READERS = ("zarr-python", "zarr-python+tessera", "tensorstore", "zarrs", "zarrita.js")
 READER_TITLES = {
     "zarr-python": "zarr-python",
-    "zarr-python+tessera": "zarr-python + `transcode.codecs.extracodecs`",
+    "zarr-python+tessera": "zarr-python + tessera-transcode installed",
     "tensorstore": "tensorstore (C++)",
     "zarrs": "zarrs (Rust)",
     "zarrita.js": "zarrita.js (browser JS)",
@@ -140,61 +141,27 @@ def expected_reads(archive: str, plan: Plan) -> list[Read]:
     for zone, t, y0, y1, x0, x1 in _windows(plan):
         emb, sc = expected_window(archive, plan, zone, t, y0, y1, x0, x1)
         for name, values in ((EMBEDDINGS.name, emb), (SCALES.name, sc)):
-            reads.append(Read(f"{zone_group(zone)}/{name}", (t, y0, y1, x0, x1), _sha(values)))
+            reads.append(Read(f"{zone_group(zone)}/{name}", (t, y0, y1, x0, x1), sha256_of(values)))
     return reads
 
 
-def _sha(values: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
-
-
-def _describe(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}"
-    if e.__cause__ is not None:
-        text += f" <- {type(e.__cause__).__name__}: {e.__cause__}"
-    return " ".join(text.split())[:300]
-
-
-def zarr_read(store: str, jobs: list[dict]) -> list[dict]:
-    """Read each window with zarr-python as configured now: {"sha256"} or {"error"} per read."""
-    import zarr
-
-    out = []
-    for job in jobs:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # numcodecs.* codecs warn that they are not in the v3 spec
-                arr = zarr.open_array(f"{store}/{job['array']}", mode="r")
-                t, y0, y1, x0, x1 = job["sel"]  # t:t+1, not t: zarrs-python cannot drop an axis
-                values = arr[t:t + 1, :, y0:y1, x0:x1] if arr.ndim == 4 else arr[t:t + 1, y0:y1, x0:x1]
-            out.append({"sha256": _sha(values[0])})
-        except Exception as e:  # noqa: BLE001 - any failure means "this reader cannot decode it"
-            out.append({"error": _describe(e)})
-    return out
-
-
-def _plain_zarr_main() -> None:
-    """Subprocess entry: zarr-python with no tessera-transcode codecs registered (stdin/stdout JSON)."""
-    assert "transcode.codecs.extracodecs" not in sys.modules
-    job = json.load(sys.stdin)
-    print(json.dumps(zarr_read(job["store"], job["reads"])))
-
-
-def read_zarr_plain(store: str, jobs: list[dict]) -> list[dict]:
-    """zarr-python as a user has it without this toolkit: a fresh interpreter that never imports our codecs."""
-    code = "from transcode.testing.interop import _plain_zarr_main; _plain_zarr_main()"
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"store": store, "reads": jobs}),
-                          capture_output=True, text=True, check=False)
+def _run_zarrread(store: str, jobs: list[dict], plugins: str) -> list[dict]:
+    """`zarrread.py` in a fresh interpreter that never imports transcode, with only `plugins`' codecs visible."""
+    done = subprocess.run([sys.executable, zarrread.__file__, "--plugins", plugins],
+                          input=json.dumps({"store": store, "reads": jobs}), capture_output=True, text=True, check=False)
     if done.returncode:
-        raise RuntimeError(f"plain zarr-python reader failed: {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"zarr-python reader ({plugins or 'no plug-ins'}) failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout)
 
 
-def read_zarr_tessera(store: str, jobs: list[dict]) -> list[dict]:
-    """zarr-python with `transcode.codecs.extracodecs` imported (Brotli and Snappy registered)."""
-    import transcode.codecs.extracodecs  # noqa: F401
+def read_zarr_plain(store: str, jobs: list[dict]) -> list[dict]:
+    """zarr-python alone: no codec plug-ins (neither this toolkit's nor imagecodecs-zarr's)."""
+    return _run_zarrread(store, jobs, "")
 
-    return zarr_read(store, jobs)
+
+def read_zarr_tessera(store: str, jobs: list[dict]) -> list[dict]:
+    """zarr-python with tessera-transcode installed: Brotli and Snappy found through its entry points, no import."""
+    return _run_zarrread(store, jobs, DIST)
 
 
 def read_zarrs(store: str, jobs: list[dict]) -> list[dict]:
@@ -220,10 +187,10 @@ def read_tensorstore(store: str, jobs: list[dict]) -> list[dict]:
                           open=True, read=True).result()
             t, y0, y1, x0, x1 = job["sel"]
             sel = arr[t, :, y0:y1, x0:x1] if arr.rank == 4 else arr[t, y0:y1, x0:x1]
-            out.append({"sha256": _sha(sel.read().result())})
+            out.append({"sha256": sha256_of(sel.read().result())})
         except Exception as e:  # noqa: BLE001
             found = re.search(r'"[^"]*" is not registered', str(e))
-            out.append({"error": f"{type(e).__name__}: {found.group(0)}" if found else _describe(e)})
+            out.append({"error": f"{type(e).__name__}: {found.group(0)}" if found else describe(e)})
     return out
 
 

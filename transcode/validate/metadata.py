@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from transcode.conventions import validate_geoemb, validate_proj, validate_spatial, validate_zarr_conventions
+from transcode.conventions import (
+    validate_geoemb,
+    validate_multiscales,
+    validate_proj,
+    validate_spatial,
+    validate_zarr_conventions,
+)
 from transcode.conventions.issues import Issue
 from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
 from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
@@ -146,8 +152,7 @@ def _conventions(view: StoreView, profile: str, add: Add) -> None:
         if "proj" in check:
             issues += validate_proj(attrs)
         if "multiscales" in check:
-            add(INFO, "convention", node.key, "multiscales: declared; not checked by this validator",
-                attribute="multiscales", pointer="/attributes")
+            issues += validate_multiscales(attrs, node_type="array" if node.is_array else "group")
         for issue in sorted(set(issues), key=lambda i: (i.pointer, i.message)):
             _issue_finding(add, node, issue, profile)
     if profile == "geoemb" and not any_geoemb:

@@ -30,9 +30,10 @@ GROUP_KEYS = {"zarr_format", "node_type", "attributes", "consolidated_metadata"}
 ARRAY_TO_ARRAY = {"transpose"}
 ARRAY_TO_BYTES = {"bytes", "sharding_indexed", "vlen-utf8", "vlen-bytes"}
 BYTES_TO_BYTES = {"gzip", "zstd", "blosc", "crc32c", "numcodecs.lz4", "imagecodecs_brotli", "imagecodecs_snappy"}
-# configuration keys of the extension compressors `convert --codec` can write (transcode.codecs.spec)
+# configuration keys of the extension compressors `convert --codec` can write (transcode.codecs.spec), and every
+# key imagecodecs-zarr writes for Brotli and Snappy (its Snappy may carry a `level`, which Snappy ignores)
 EXTENSION_KEYS = {"numcodecs.lz4": {"acceleration"}, "imagecodecs_brotli": {"level", "lgwin", "mode"},
-                  "imagecodecs_snappy": set()}
+                  "imagecodecs_snappy": {"level"}}
 # codecs that zarr-python, tensorstore and zarrs all read (the core spec plus the registered zstd extension)
 PORTABLE_CODECS = {"bytes", "transpose", "gzip", "blosc", "crc32c", "sharding_indexed", "zstd"}
 BLOSC_CNAMES = ("lz4", "lz4hc", "blosclz", "zstd", "snappy", "zlib")
