@@ -13,12 +13,14 @@ from tqdm import tqdm
 from transcode import __version__
 from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.engine.executors import Executor, Job, make_executor, run_task
-from transcode.engine.journal import entry_key, list_entries, read_entries, write_entry
+from transcode.engine.journal import delete_entry, entry_key, list_entries, read_entries, write_entry
 from transcode.engine.plan import Plan, make_plan
 from transcode.engine.shardbuild import EncodeSettings
 from transcode.engine.storestate import read_settings, read_zone_grids
+from transcode.engine.stretchstore import StretchStore, stretch_records
 from transcode.errors import ArchiveError, StoreError, UsageError
-from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD
+from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD, STRETCH_SAMPLE_SIZE
+from transcode.format.attributes import check_depths
 from transcode.format.manifest import ObjectRecord, manifest_bytes
 from transcode.format.metadata import build_metadata
 from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
@@ -51,6 +53,10 @@ class ConvertOptions:
     inventory: str | None = None
     source_options: S3Options = field(default_factory=S3Options)
     store_options: S3Options = field(default_factory=S3Options)
+    depths: list[int] | None = None  # nested depths; None: the store's own, else none
+    stretch_stats: bool | None = None  # collect stretch statistics; None: as the store does, else yes
+    stretch_sample_size: int | None = None  # their sample's K; None: the store's own, else STRETCH_SAMPLE_SIZE
+    dataset_version: str | None = None  # the source's dataset version (nested depths need 2 or later)
 
     def settings(self, existing: dict | None = None) -> EncodeSettings:
         """The encoding settings: what was given, else what the existing store recorded, else the defaults."""
@@ -65,7 +71,22 @@ class ConvertOptions:
         else:
             codecs = parse_codec_options(None)
         part = self.part_size or (existing or {}).get("part_size") or DEFAULT_PART_SIZE
-        return EncodeSettings(tuple(shard), tuple(chunk), codecs, part)
+        depths = self.depths if self.depths is not None else enc.get("depths") or []
+        return EncodeSettings(tuple(shard), tuple(chunk), codecs, part, depths=tuple(sorted(depths)))
+
+    def stretch(self, existing: dict | None = None) -> dict:
+        """{collected, sample_size}: what was given, else what the existing store recorded (a store written before
+        stretch statistics existed collects none), else collected with the default sample size."""
+        if existing is None:
+            recorded = {"collected": True, "sample_size": STRETCH_SAMPLE_SIZE}
+        else:
+            recorded = existing.get("stretch") or {"collected": False, "sample_size": STRETCH_SAMPLE_SIZE}
+        out = dict(recorded)
+        if self.stretch_stats is not None:
+            out["collected"] = self.stretch_stats
+        if self.stretch_sample_size is not None:
+            out["sample_size"] = self.stretch_sample_size
+        return out
 
 
 @dataclass
@@ -89,6 +110,8 @@ class ConvertReport:
     nothing_to_do: bool
     manifest: str
     years_outside_time_axis: list[int] = field(default_factory=list)
+    depths: list[int] = field(default_factory=list)  # the store's nested depths
+    stretch: dict = field(default_factory=dict)  # collected, sample_size, zone_years (rebuilt in this run)
 
     @property
     def ok(self) -> bool:
@@ -110,12 +133,38 @@ def load_inventory(source: str, options: ConvertOptions) -> Inventory:
     return build_inventory(archive, workers=8, progress=options.progress)
 
 
-def _settings_document(plan: Plan, settings: EncodeSettings, source: str) -> dict:
+def _settings_document(plan: Plan, settings: EncodeSettings, source: str, stretch: dict) -> dict:
     return settings_document(version=__version__, source=source, time=plan.time, encoding=settings.fingerprint(),
-                             part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()})
+                             part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()},
+                             stretch=stretch)
 
 
-def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) -> None:
+def _check_new_layout(source: str, options: ConvertOptions, settings: EncodeSettings, stretch: dict) -> None:
+    """Refuse (exit 2, before anything is written) nested depths the dataset may not have, and a sample size
+    that is not a whole number of at least 1."""
+    try:
+        check_depths(list(options.depths or []), options.dataset_version)
+    except ValueError as e:
+        raise UsageError(f"--depths {','.join(map(str, options.depths or []))}", f"{e} ({source})") from None
+    k = stretch["sample_size"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UsageError("--stretch-sample-size", f"wants a whole number of at least 1, not {k!r}")
+
+
+def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings, stretch: dict) -> None:
+    recorded = (existing.get("encoding") or {}).get("depths") or []
+    if list(settings.depths) != recorded:
+        raise UsageError(store.describe(SETTINGS_KEY),
+                         f"the store has nested depths {recorded or 'none'}, not {list(settings.depths) or 'none'}: "
+                         "depths are fixed when a store is created (every shard would need them); use a new store")
+    held = existing.get("stretch") or {"collected": False, "sample_size": STRETCH_SAMPLE_SIZE}
+    if stretch["collected"] != held["collected"]:
+        said = "collects stretch statistics" if held["collected"] else "was written without stretch statistics"
+        raise UsageError(store.describe(SETTINGS_KEY), f"the store {said}; a run may not change that (its shards "
+                         "would be counted in part): use the store's setting or a new store")
+    if stretch["collected"] and stretch["sample_size"] != held["sample_size"]:
+        raise UsageError(store.describe(SETTINGS_KEY), f"the store's stretch sample has {held['sample_size']} "
+                         f"slots, not {stretch['sample_size']}: use its size or a new store")
     if existing.get("encoding") != settings.fingerprint():
         raise UsageError(store.describe(SETTINGS_KEY),
                          f"the store was written with other shard/chunk/codec settings ({json.dumps(existing.get('encoding'))}); "
@@ -161,10 +210,13 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     store = open_storage(store_url, options.store_options)
     existing = read_settings(store)
     settings = options.settings(existing)
+    stretch = options.stretch(existing)
     grids = read_zone_grids(store)
     time_axis = time_axis or (existing or {}).get("time")
     if existing is not None:
-        _check_compatible(store, existing, settings)
+        _check_compatible(store, existing, settings, stretch)
+    else:
+        _check_new_layout(source, options, settings, stretch)
     if time_axis and options.years:
         outside = [y for y in options.years if y not in time_axis]
         if outside:
@@ -181,8 +233,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
 
     store.discard_abandoned_writes()
     docs = build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk, codecs=settings.codecs,
-                          build_version=__version__)
-    sidecar = json.dumps(_settings_document(plan, settings, source), indent=1, sort_keys=True).encode()
+                          build_version=__version__, depths=settings.depths, sample_size=stretch["sample_size"])
+    sidecar = json.dumps(_settings_document(plan, settings, source, stretch), indent=1, sort_keys=True).encode()
     new_settings = existing != json.loads(sidecar)
     changed_meta = _changed_metadata(store, docs)
 
@@ -196,20 +248,27 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     # new entry and deleting its old one
     keys_now = {t.name: entry_key(t, fingerprints[t.name]) for t in plan.tasks}
     stale = [k for name, key in keys_now.items() if key in entries.get(name, {}) for k in entries[name] if k != key]
-    if todo or stale or changed_meta or new_settings:
+    stats = None
+    if stretch["collected"]:
+        stats = StretchStore(store, plan, fingerprints, entries, stretch["sample_size"], settings.part_size)
+    stats_work = stats is not None and stats.plan_work(todo)
+    if todo or stale or changed_meta or new_settings or stats_work:
         # the manifest describes a finished store: withdraw it before anything changes, so that a kill from
         # here on cannot leave an outdated manifest in a store that the next run would call finished
         store.delete(MANIFEST_KEY)
     if new_settings:
         store.put(SETTINGS_KEY, sidecar)
     for k in stale:
-        store.delete(k)
+        delete_entry(store, k)
     meta_written = _write_metadata(store, changed_meta)
-    nothing = not todo and meta_written == 0 and store.exists(MANIFEST_KEY)
+    nothing = not todo and meta_written == 0 and not stats_work and store.exists(MANIFEST_KEY)
+    if stats is not None:
+        stats.start()
 
     failed: list[dict] = []
     written = in_bytes = out_bytes = 0
-    job = Job(source, options.source_options, store_url, options.store_options, settings)
+    job = Job(source, options.source_options, store_url, options.store_options, settings,
+              stretch["sample_size"] if stretch["collected"] else 0)
     by_name = {t.name: t for t in todo}
     bar = tqdm(total=len(todo), unit="shard", desc="convert", disable=not options.progress)
     try:
@@ -217,6 +276,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             task = by_name[result["task"]]
             if "error" in result:
                 failed.append({"shard": task.name, "error": result["error"]})
+                if stats is not None:
+                    stats.finished(task, ok=False)
                 if options.strict:
                     raise StrictError(task.name, result["error"] + " [--strict]")
                 bar.update(1)
@@ -224,7 +285,9 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             objects = [ObjectRecord(**o) for o in result["objects"]]
             write_entry(store, task, fingerprints[task.name], objects)
             for stale in entries.get(task.name, {}):
-                store.delete(stale)
+                delete_entry(store, stale)
+            if stats is not None:
+                stats.finished(task, ok=True)
             written += 1
             in_bytes += result["input_bytes"]
             out_bytes += sum(o.size for o in objects)
@@ -242,13 +305,16 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
         keys = [k for task_entries in current.values() for k in task_entries]
         for objs in read_entries(store, keys).values():
             records += objs
+        records += stretch_records(store)
         store.put(MANIFEST_KEY, manifest_bytes(records))
         manifest_written = True
     return ConvertReport(
         source=source, store=store.describe(), time=plan.time, shards_planned=len(plan.tasks),
         shards_written=written, shards_already_done=done_before, metadata_written=meta_written,
         input_bytes=in_bytes, output_bytes=out_bytes, seconds=clock.perf_counter() - t0, executor=executor.name,
-        skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed, nothing_to_do=nothing,
+        skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed + (stats.problems if stats else []),
+        nothing_to_do=nothing, depths=list(settings.depths),
+        stretch={**stretch, "zone_years": stats.rebuilt if stats else []},
         years_outside_time_axis=plan.outside_time,
         manifest=store.describe(MANIFEST_KEY) if manifest_written or nothing else "",
     )

@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from transcode.engine.journal import entry_key
 from transcode.engine.plan import ShardTask
-from transcode.engine.shardbuild import EncodeSettings, ShardResult, build_shard
+from transcode.engine.shardbuild import EncodeSettings, ShardResult, StretchTarget, build_shard
+from transcode.format.sidecar import partial_key
 from transcode.storage import S3Options, Storage, open_storage
 
 
@@ -24,6 +26,7 @@ class Job:
     store_url: str
     store_options: S3Options
     settings: EncodeSettings
+    stretch_sample: int = 0  # stretch statistics' sample size; 0: not collected
 
 
 _STORAGES: dict[tuple, Storage] = {}
@@ -49,8 +52,12 @@ def run_task(task: ShardTask, job: Job) -> ShardResult:
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers, not from blosc threads
+    stretch = None
+    if job.stretch_sample:
+        entry = entry_key(task, task.fingerprint(job.settings.fingerprint()))
+        stretch = StretchTarget(job.stretch_sample, partial_key(entry))
     return build_shard(task, job.settings, _storage(job.source_url, job.source_options),
-                       _storage(job.store_url, job.store_options))
+                       _storage(job.store_url, job.store_options), stretch)
 
 
 @contextmanager
