@@ -12,6 +12,10 @@ Zarr v3 names written, chosen so that other implementations recognise them (see 
 
 from __future__ import annotations
 
+import functools
+import gzip
+import io
+
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -188,6 +192,10 @@ class CodecSpec:
             return lambda a: x.brotli_compress(a, level, window)
         if self.name == "snappy":
             return x.snappy_compress
+        if self.name == "gzip":
+            # numcodecs' GZip stamps the current time into every header; a zero MTIME (RFC 1952: "no time stamp")
+            # gives the same stream with bytes that depend only on the data, as resume and mirrors need
+            return functools.partial(_gzip_no_time, level=self.level)
         codec = self._numcodec(dtype)
         if codec is None:
             return lambda a: a.tobytes()
@@ -314,3 +322,11 @@ def spec_from_zarr_config(chain: list[dict]) -> CodecSpec:
     if name == "imagecodecs_snappy":
         return CodecSpec("snappy", crc32c=crc)
     raise ValueError(f"codec {name!r} is not one tessera-transcode writes")
+
+
+def _gzip_no_time(a: np.ndarray, level: int) -> bytes:
+    """numcodecs' GZip stream for one chunk, with the header's MTIME field 0."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0) as f:
+        f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return out.getvalue()
