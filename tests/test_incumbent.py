@@ -119,10 +119,11 @@ def test_incumbent_stretch_agrees_on_our_store(v1, ours_v1, tmp_path):
     ref = INCUMBENT.stretch(shutil.copytree(theirs, tmp_path / "theirs"), YEAR, workdir=tmp_path / "ref")
     assert mine["stats_pixels"] == ref["stats_pixels"] > 0
     assert mine["zones_used"] == ref["zones_used"]
-    np.testing.assert_allclose(mine["pca_mean"], ref["pca_mean"], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(mine["pca_explained_variance_ratio"], ref["pca_explained_variance_ratio"], rtol=1e-7)
+    # float tolerance: the incumbent rounds each dequantised value to float32 before summing (ours are exact)
+    np.testing.assert_allclose(mine["pca_mean"], ref["pca_mean"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(mine["pca_explained_variance_ratio"], ref["pca_explained_variance_ratio"], rtol=1e-6)
     a, b = np.asarray(mine["pca_components"]), np.asarray(ref["pca_components"])
-    np.testing.assert_allclose(np.abs((a * b).sum(axis=1)), 1.0, atol=1e-7)  # the same axes, up to sign
+    np.testing.assert_allclose(np.abs((a * b).sum(axis=1)), 1.0, atol=1e-6)  # the same axes, up to sign
 
 
 def test_incumbent_tools_pass_its_own_store(v1, tmp_path):
