@@ -221,3 +221,15 @@ def test_verify_mirrors_zarr_level_covers_depth_and_stretch_arrays(converted, tm
     assert diffs[depth]["level"] == "zarr" and f"inner chunk {present[0]}:" in diffs[depth]["detail"]
     assert diffs[stretch]["level"] == "zarr" and diffs[stretch]["kind"] == "content"
     assert diffs[stretch]["detail"].startswith("bytes differ")
+
+
+def test_store_converted_without_statistics(tmp_path):
+    """`--no-stretch-stats` leaves the arrays as created: nothing counted, nothing marked. Not a fault: one info
+    finding says which (zone, year)s geotessera's zarr-stretch would refuse."""
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    make_legacy_archive(archive, years=(2024,), tiles=TILES[:2], seed=2)
+    assert convert(str(archive), str(store), ConvertOptions(shard=(SHARD, SHARD), stretch_stats=False)).ok
+    report = _run(store, archive, level="fidelity")
+    assert errors(report) == [] and by_code(report, severity="warning") == {}
+    [info] = _codes(report, "structure", "info")["stretch-coverage"]
+    assert "not collected" in info.message and info.details["zone_years"] == ["utm30 2024", "utm31 2024"]
