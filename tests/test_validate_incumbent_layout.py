@@ -105,8 +105,8 @@ def test_stored_embeddings_beside_absent_scales(copy):
     stray = by_code(report, "content", "warning")["unpaired-chunk"]
     assert [f.key for f in stray] == [emb]
     # its valid pixels now read +inf, yet the stretch statistics counted them: the one error
-    assert [(f.code, f.key) for f in errors(report)] == [("stretch-statistics", f"{emb.split('/')[0]}/"
-                                                          f"stretch_stats_count/c/{emb.split('/')[3]}")]
+    group, t = emb.split("/")[0], emb.split("/")[3]
+    assert [(f.code, f.key) for f in errors(report)] == [("stretch-statistics", f"{group}/stretch_stats_count/c/{t}")]
     assert by_code(report, "structure", "info")["chunk-pairing"][0].details == {"chunks": 1, "absent": "scales"}
     # the same chunk holding zeros (as the incumbent writes an all-zero shard whole): nothing to report
     (copy / ".tessera" / "manifest.parquet").unlink()  # the shard is now another tool's: no checksum to compare
