@@ -217,7 +217,7 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
                                f"decode: {e}")
         emb_iter = selected()
     n = 0
-    unpaired = _Unpaired(emb_ref, sc_ref, emb_spec, out)
+    unpaired = _Unpaired(emb_ref, emb_spec, out)
     for i, e in emb_iter:
         counter["decoded_bytes"] += e.nbytes
         n += 1
@@ -239,8 +239,8 @@ class _Unpaired:
     embeddings chunk reads as zeros, legitimate where none of its pixels is valid (water or no data); an absent
     scales chunk reads as +inf, legitimate where the embeddings stored beside it are zeros."""
 
-    def __init__(self, emb_ref: ObjectRef, sc_ref: ObjectRef, spec, out: list[dict]) -> None:
-        self.emb_ref, self.sc_ref, self.spec, self.out = emb_ref, sc_ref, spec, out
+    def __init__(self, emb_ref: ObjectRef, spec, out: list[dict]) -> None:
+        self.emb_ref, self.spec, self.out = emb_ref, spec, out
         self.lost: list[tuple[int, int]] = []  # (inner chunk, valid pixels) read as zero embeddings
         self.stray: list[int] = []  # inner chunks of non-zero embeddings where every scale is +inf
 

@@ -209,6 +209,7 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
     unpaired: Counter = Counter()  # inner chunks stored in one array of a pair but not in the other
 
     def run(job) -> list[Finding]:
+        one_sided: dict[str, int] = {}
         try:
             if job[0] == "single":
                 found, _, n = _shard_task(storage, job[1], job[2])
@@ -219,14 +220,15 @@ def check_structure(view: StoreView, profile: str, report: ValidationReport, wor
                 f2, m2, n2 = _shard_task(storage, ss, so)
                 found, n, nread = f1 + f2, n1 + n2, 2
                 if m1 is not None and m2 is not None:
-                    unpaired["embeddings"] += int((m2 & ~m1).sum())  # read as zeros: the content level judges
-                    unpaired["scales"] += int((m1 & ~m2).sum())  # read as +inf (no data): likewise
+                    one_sided = {"embeddings": int((m2 & ~m1).sum()),  # read as zeros: the content level judges
+                                 "scales": int((m1 & ~m2).sum())}  # read as +inf (no data): likewise
         except TransientStorageError:
             raise
         except Exception as e:  # noqa: BLE001 - never crash on a corrupted store
             found, n, nread = [Finding(ERROR, LEVEL, "internal", job[2].key, f"shard not checked: "
                                        f"{type(e).__name__}: {e}")], 0, 0
         with lock:
+            unpaired.update(one_sided)
             report.counters["shard_indexes"] += nread
             report.counters["bytes_read"] += n
         return found
