@@ -162,7 +162,7 @@ def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings, 
         said = "collects stretch statistics" if held["collected"] else "was written without stretch statistics"
         raise UsageError(store.describe(SETTINGS_KEY), f"the store {said}; a run may not change that (its shards "
                          "would be counted in part): use the store's setting or a new store")
-    if stretch["collected"] and stretch["sample_size"] != held["sample_size"]:
+    if stretch["sample_size"] != held["sample_size"]:
         raise UsageError(store.describe(SETTINGS_KEY), f"the store's stretch sample has {held['sample_size']} "
                          f"slots, not {stretch['sample_size']}: use its size or a new store")
     if existing.get("encoding") != settings.fingerprint():

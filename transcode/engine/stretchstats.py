@@ -25,7 +25,7 @@ from transcode.format.arrays import (
 )
 from transcode.format.sentinels import NO_DATA, valid_scales
 
-BLOCK = 8192  # valid pixels per float64 product (8 MiB); with the strips of the caller, the only blocking there is
+BLOCK = 2048  # valid pixels per float64 product (2 MiB, stays in cache); with the caller's strips, the only blocking
 _MAGIC = b"tessera-stretch-partial 1\n"
 _U64 = np.uint64
 _M1, _M2, _GOLDEN = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB), _U64(0x9E3779B97F4A7C15)
@@ -141,33 +141,38 @@ class ShardStats:
         self.m = np.zeros((BANDS, BANDS), np.float64)
         self.pool = _Pool(sample_size)
         self._x = np.empty((BLOCK, BANDS), np.float64)
+        self._ones = np.ones(BLOCK, np.float64)
 
     def add(self, emb: np.ndarray, scales: np.ndarray, row0: int, col0: int) -> None:
         """Fold in a strip: `emb` (rows, cols, BANDS) int8 and its `scales` (rows, cols), whose top-left pixel is at
         zone-grid row `row0`, column `col0`. Only valid pixels count (0 < scale < 1)."""
-        valid = valid_scales(scales)
-        rows, cols = np.nonzero(valid)
-        n = len(rows)
+        valid = valid_scales(scales).ravel()
+        where = np.flatnonzero(valid)
+        n = len(where)
         if n == 0:
             return
-        if n == valid.size:
-            q, w = emb.reshape(n, BANDS), scales.reshape(n).astype(np.float64)
-        else:
-            q, w = emb[rows, cols], scales[rows, cols].astype(np.float64)
+        q, w = emb.reshape(-1, BANDS), scales.reshape(-1).astype(np.float64)
+        if n < len(valid):
+            q, w = np.take(q, where, axis=0), w[where]
         for i in range(0, n, BLOCK):
             j = min(n, i + BLOCK)
             x = self._x[:j - i]
-            np.multiply(q[i:j], w[i:j, None], out=x)
-            self.s += x.sum(axis=0)
+            x[...] = q[i:j]  # int8 -> float64, then scaled in place: cheaper than one mixed-type multiply
+            x *= w[i:j, None]
+            self.s += self._ones[:j - i] @ x  # BLAS gemv: half the time of x.sum(axis=0)
             self.m += x.T @ x  # numpy hands A^T A to BLAS syrk: half the products of a general multiply
         self.n += n
+        rows, cols = np.divmod(where, scales.shape[1])
         keys = pixel_keys(self.salt, rows + row0, cols + col0)
-        if self.pool.threshold is not None:  # most pixels lose: compare keys before copying embeddings
+        # most pixels lose: choose by key before copying any embedding
+        if self.pool.threshold is not None:
             keep = np.flatnonzero(keys < self.pool.threshold)
-            if len(keep) == 0:
-                return
-            keys, q, w = keys[keep], q[keep], w[keep]
-        self.pool.offer(keys, np.array(q, dtype=EMBEDDINGS_DTYPE), w.astype(SCALES_DTYPE))
+        elif n > self.pool.k:
+            keep = np.argpartition(keys, self.pool.k - 1)[:self.pool.k]
+        else:
+            keep = np.arange(n)
+        if len(keep):
+            self.pool.offer(keys[keep], q[keep], w[keep].astype(SCALES_DTYPE))
 
     def partial(self) -> Partial:
         """The shard's partial statistics."""
