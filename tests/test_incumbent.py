@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convert_helpers import cli_json
 
 from transcode.engine.convert import ConvertOptions, convert
 from transcode.testing.incumbent import find_incumbent, zero_water_embeddings
@@ -81,6 +82,10 @@ def test_incumbent_store_validates_clean_at_every_level(which, request):
         assert report.counters["unpaired_chunks"] > 0
     else:  # both nested depths compared with the embeddings at every pixel
         assert report.counters["depth_pixels_compared"] == 2 * report.fidelity["compared"]
+    # the command a user runs: exit 0, no error or warning
+    doc = cli_json("validate", str(store), "--profile", "tessera", "--level", "content", "--no-progress")
+    assert (doc["profile"], doc["level"]) == ("tessera", "content") and doc["summary"]["exit_code"] == 0
+    assert [f for f in doc["findings"] if f["severity"] in ("error", "warning")] == [], doc["findings"]
 
 
 def test_incumbent_tools_pass_our_store(v1, ours_v1, tmp_path):

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--year", type=int, required=True)
     args = p.parse_args(argv)
 
-    incumbent, why = find_incumbent()
+    incumbent, why = find_incumbent(checkout_venv=True)
     if incumbent is None:
         print(f"error: {why}", file=sys.stderr)
         return 2

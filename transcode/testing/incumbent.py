@@ -3,8 +3,10 @@ local legacy archive the way its `geotessera-registry zarr-init`/`zarr-fill` exp
 `zarr-scan`, `zarr-verify` and `zarr-stretch` on any store.
 
 geotessera needs Python >= 3.12 and brings a large dependency tree, so it is never imported here: every call runs
-its command line in a subprocess of the interpreter that has it (this one, `TESSERA_INCUMBENT_PYTHON`, or a
-checkout's `.venv-newest`, which `tools/install_test_deps.sh --newest` makes with the `incumbent` extra).
+its command line in a subprocess of the interpreter that has it (`TESSERA_INCUMBENT_PYTHON`, this one, or, for the
+command-line tool only, a checkout's `.venv-newest`, which `tools/install_test_deps.sh --newest` makes with the
+`incumbent` extra). The tests look only at the first two: they run on the second test leg, which has it, and skip
+on the first (Python 3.11), which cannot install it.
 
 The archive must be in the local layout (`global_0.1_degree_representation/<year>/grid_X_Y/`, landmasks in
 `global_0.1_degree_tiff_all/`): the incumbent reads local mirrors only in that shape. Its registries are written
@@ -54,13 +56,14 @@ class IncumbentError(RuntimeError):
         self.output = output
 
 
-def _candidates() -> list[str]:
+def _candidates(checkout_venv: bool) -> list[str]:
     out = []
     if os.environ.get(INCUMBENT_PYTHON_ENV):
         out.append(os.environ[INCUMBENT_PYTHON_ENV])
     out.append(sys.executable)
-    checkout = Path(__file__).resolve().parents[2]  # an editable install: the repository
-    out.append(str(checkout / NEWEST_VENV / "bin" / "python"))
+    if checkout_venv:
+        checkout = Path(__file__).resolve().parents[2]  # an editable install: the repository
+        out.append(str(checkout / NEWEST_VENV / "bin" / "python"))
     return list(dict.fromkeys(out))
 
 
@@ -75,16 +78,19 @@ def _version_of(python: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def find_incumbent() -> tuple[Incumbent | None, str]:
-    """The incumbent, or None and the reason it is not here (for a test's skip message)."""
+def find_incumbent(*, checkout_venv: bool = False) -> tuple[Incumbent | None, str]:
+    """The incumbent, or None and the reason it is not here (for a test's skip message). Looked for in
+    $TESSERA_INCUMBENT_PYTHON and this interpreter; `checkout_venv` also tries the checkout's `.venv-newest`."""
     seen = []
-    for python in _candidates():
+    for python in _candidates(checkout_venv):
         version = _version_of(python)
         if version == INCUMBENT_VERSION:
             return Incumbent(python), f"geotessera {version} in {python}"
         seen.append(f"{python}: {'geotessera ' + version if version else 'no geotessera'}")
-    return None, (f"geotessera {INCUMBENT_VERSION} (Python >= 3.12) not installed: install the 'incumbent' extra "
-                  f"(tools/install_test_deps.sh --newest) or set {INCUMBENT_PYTHON_ENV}; looked at " + "; ".join(seen))
+    here = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    return None, (f"geotessera {INCUMBENT_VERSION} (needs Python >= 3.12) is not installed for {here}: it is the "
+                  f"'incumbent' extra of the second test leg (tools/install_test_deps.sh --newest, .venv-newest), "
+                  f"or set {INCUMBENT_PYTHON_ENV}; looked at " + "; ".join(seen))
 
 
 def archive_dataset(archive: str | os.PathLike, default: tuple[str, str] = ("1.0", "vultr")) -> tuple[str, str]:
