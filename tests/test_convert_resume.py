@@ -123,7 +123,7 @@ def _v2_cmd(source, store, workers: int) -> list[str]:
 
 
 def _v2_json(source, store, workers: int) -> dict:
-    r = subprocess.run(_v2_cmd(source, store, workers), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_v2_cmd(source, store, workers), check=False, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout)
 
