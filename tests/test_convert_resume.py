@@ -154,6 +154,8 @@ def test_kill_and_resume_with_depths_and_statistics_is_byte_identical(small_arch
     assert any(0 < k.done_at_kill for k in mid), log
     # kills came while zone-years were invalidated and not yet rebuilt: the resume must rebuild them
     assert any(k.leftovers for k in mid), log
+    # the killed runs' pool workers noticed and ended: none left behind
+    assert [k.survivors for k in log.kills] == [0] * len(log.kills), log
 
     done_before_final = local_journal_count(store)
     final = _v2_json(small_archive, store, workers=2)

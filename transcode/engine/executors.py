@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -45,6 +47,18 @@ def warm_up() -> None:
     import rasterio  # noqa: F401  (landmasks)
 
     numcodecs.blosc.set_nthreads(1)
+
+
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """In a pool worker: end the process once its parent is gone. A parent killed outright (SIGKILL) cannot shut
+    its pool down, and the workers would wait forever on a task queue whose write end they hold themselves."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def run_task(task: ShardTask, job: Job) -> ShardResult:
@@ -92,7 +106,8 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
         # start the workers now, so their imports overlap the caller's planning; one BLAS thread each (numpy's
         # OpenBLAS pool would otherwise spin beside the encoders; the environment is read at import)
         with _environment(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"):
