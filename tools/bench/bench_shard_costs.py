@@ -28,7 +28,7 @@ import crc32c
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import LAST_YEAR, codec_shard  # noqa: E402
+from bench_convert import LAST_YEAR, codec_shard, load_average  # noqa: E402
 
 
 def cpu(fn) -> float:
@@ -127,7 +127,9 @@ def main() -> None:
     valid_pixels = int(((shard_sc > 0) & (shard_sc < 1)).sum())
     reference = stats_f64(shard_emb, shard_sc).m
     f32_error = float(np.max(np.abs(stats_f32(shard_emb, shard_sc) - reference)) / np.max(np.abs(reference)))
+    loads = []  # the machine's load averages at the start and end of each run
     for run in range(args.runs):
+        loads.append({"before": load_average()})
         shutil.rmtree(out, ignore_errors=True)
         rows["build_shard"].append(cpu(lambda: build_shard(task, settings, source, LocalStorage(str(out)))))
         rows["compress"].append(codec_shard(task, str(work / "archive"), plan.shard, plan.chunk))
@@ -143,12 +145,15 @@ def main() -> None:
                                                                  target)))
         rows["stats_f64"].append(cpu(lambda: stats_f64(shard_emb, shard_sc)))
         rows["stats_f32"].append(cpu(lambda: stats_f32(shard_emb, shard_sc)))
-        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()), file=sys.stderr)
+        loads[-1]["after"] = load_average()
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items())
+              + f", load average {loads[-1]}", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
     steps = med["compress"] + med["md5"] + med["crc32c"] + med["read"] + med["reorder"]
     print(json.dumps({
-        "shard": task.name, "placements": len(task.placements), "runs": rows, "median_cpu_s": med,
+        "shard": task.name, "placements": len(task.placements), "runs": rows, "load_average": loads,
+        "median_cpu_s": med,
         "fraction_of_codec_bound": med["compress"] / med["build_shard"],
         "ceiling_with_only_the_listed_steps": med["compress"] / steps,
         "ceiling_without_hashing": med["compress"] / (steps - med["md5"]),
