@@ -146,6 +146,7 @@ class Kill:
     done_before: int             # journal entries when the run started
     done_at_kill: int            # journal entries right after the kill
     leftovers: int = 0           # temp files / unfinished uploads the kill left behind
+    survivors: int = 0           # its child processes (pool workers) still running SURVIVOR_GRACE s after it died
 
 
 @dataclass
@@ -159,6 +160,38 @@ class KillLog:
         return [k for k in self.kills if k.alive and k.done_at_kill < self.total]
 
 
+SURVIVOR_GRACE = 30.0  # seconds a killed conversion's workers get to notice and end
+
+
+def _children(pid: int) -> list[int]:
+    """The direct child processes of pid (Linux /proc; none when it is gone)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """True while pid is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _survivors(pids: list[int]) -> int:
+    """How many of pids still run after SURVIVOR_GRACE seconds; those are killed (they belong to this test)."""
+    deadline = time.monotonic() + SURVIVOR_GRACE
+    alive = [p for p in pids if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if _running(p)]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    return len(alive)
+
+
 def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total: int, seed: int,
                            leftovers: Callable[[], int] = lambda: 0, kill_when: Callable[[], bool] | None = None,
                            env: dict | None = None, wanted: int = 4, max_attempts: int = 12,
@@ -170,7 +203,8 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
     the journal has grown by a random number of shards (at most a quarter of what is left), then (if given)
     once `kill_when()` holds, plus a random `extra_delay`, so that each kill lands while shards are being
     written and every run makes some progress.
-    A run that exits by itself must exit 0 (then the conversion is complete and the loop stops)."""
+    A run that exits by itself must exit 0 (then the conversion is complete and the loop stops). Each kill records
+    how many of the run's child processes outlived it by SURVIVOR_GRACE seconds (and kills them)."""
     rng = random.Random(seed)
     log = KillLog(total)
     for attempt in range(max_attempts):
@@ -198,9 +232,11 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
                     time.sleep(extra)
                 alive = proc.poll() is None
                 delay = time.monotonic() - t0
+                children = _children(proc.pid)
                 if alive:
                     os.kill(proc.pid, signal.SIGKILL)
                 rc = proc.wait(timeout=timeout)
+                survivors = _survivors(children)
             finally:
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)
@@ -212,5 +248,5 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
                 log.kills.append(Kill(attempt, delay, False, before, done()))
                 break
             assert rc == -signal.SIGKILL, rc
-            log.kills.append(Kill(attempt, delay, True, before, done(), leftovers()))
+            log.kills.append(Kill(attempt, delay, True, before, done(), leftovers(), survivors))
     return log

@@ -12,8 +12,9 @@ import transcode.engine.convert
 from transcode.engine.convert import ConvertOptions, convert, extend
 from transcode.engine.journal import JOURNAL_PREFIX, list_entries
 from transcode.engine.plan import make_plan
+from transcode.format.arrays import STRETCH_ARRAYS
 from transcode.format.manifest import MANIFEST_KEY
-from transcode.format.sidecar import SETTINGS_KEY
+from transcode.format.sidecar import SETTINGS_KEY, stretch_record_key
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
 from transcode.storage import LocalStorage
@@ -97,9 +98,16 @@ def test_added_tiles_rewrite_only_their_shards(full_archive, tmp_path):
 
     after = tree_state(store)
     touched_keys = {t.key(a) for t in touched for a in ("embeddings", "scales")}
+    # the stretch statistics of the zone-years of rewritten shards: each array's chunk of that year, its record
+    zone_years = {(t.group, t.year, t.t) for t in touched}
+    stretch_keys = {d.shard_key(g, ti, 0, 0) for g, _, ti in zone_years for d in STRETCH_ARRAYS}
+    stretch_keys |= {stretch_record_key(g, y) for g, y, _ in zone_years}
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k) and not k.endswith("/")}
-    journal = {k for k in changed if k.startswith(JOURNAL_PREFIX + "/")}
-    assert changed - journal == touched_keys | {MANIFEST_KEY}, sorted(changed - journal)
+    journal = {k for k in changed if k.startswith(JOURNAL_PREFIX + "/") and k.endswith(".json")}
+    partials = {k for k in changed if k.startswith(JOURNAL_PREFIX + "/") and k.endswith(".stats")}
+    assert {k.removesuffix(".stats") for k in partials} == {k.removesuffix(".json") for k in journal}
+    assert changed - journal - partials == touched_keys | stretch_keys | {MANIFEST_KEY}, \
+        sorted(changed - journal - partials)
     for k in shard_keys(before) - touched_keys:  # every other shard kept its file (mtime_ns, inode, bytes)
         assert after[k] == before[k], k
     # journal: one new entry per rewritten shard; the entries of rewritten shards that existed are replaced

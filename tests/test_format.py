@@ -16,7 +16,7 @@ import zarr
 from transcode.codecs.spec import parse_codec_options
 from transcode.engine.shardwriter import ShardWriter
 from transcode.format import arrays
-from transcode.format.arrays import COORDINATE, PER_YEAR, ZONE_ARRAYS, ArrayDecl, Sharded, Zone, sharded_arrays
+from transcode.format.arrays import PER_YEAR, ZONE_ARRAYS, ArrayDecl, Zone, depth_arrays, sharded_arrays
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import zone_group
 from transcode.format.metadata import build_metadata
@@ -32,26 +32,12 @@ CHANGED_TYPE = {"int8": "int16", "int32": "int64", "int64": "int32", "uint8": "u
                 "float64": "float32"}
 
 
-def _depth_inner(zone: Zone, decl: ArrayDecl) -> tuple[int, int]:
-    """The nested-depth rule: the largest power-of-two side s with D * s * s <= 128 KiB."""
-    d = zone.size(decl.dims[1])
-    side = 1
-    while d * (2 * side) ** 2 <= 128 * 1024:
-        side *= 2
-    return side, side
-
-
-# one declaration per new array (and the sizes of its new dimensions): nothing else is added anywhere
-EXTRA_DIMENSIONS = {"band_d4": lambda z: 4, "shard_row": lambda z: z.grid.height // z.shard[0],
-                    "shard_col": lambda z: z.grid.width // z.shard[1]}
+# one declaration per new array (and the size of its new dimension): nothing else is added anywhere. The nested
+# depth 4 (declared by the format, but only in stores with nested depths) and an array of a new dimension.
+EXTRA_DIMENSIONS = {"quarter": lambda z: 4}
 EXTRA_ARRAYS = [
-    ArrayDecl("embeddings_d4", np.dtype("int8"), ("time", "band_d4", "y", "x"), 0, Sharded(_depth_inner),
-              codec="embeddings"),
-    ArrayDecl("band_d4", np.dtype("int32"), ("band_d4",), 0, COORDINATE, values=lambda z: np.arange(4,
-              dtype="int32"), attributes={"long_name": "embedding dimension"}, fill_checked=False),
-    ArrayDecl("stretch_stats_count", np.dtype("int64"), ("time",), 0, PER_YEAR),
-    ArrayDecl("stretch_stats_sum", np.dtype("float64"), ("time", "band"), 0.0, PER_YEAR),
-    ArrayDecl("stretch_stats_shards", np.dtype("uint8"), ("time", "shard_row", "shard_col"), 0, PER_YEAR),
+    *depth_arrays(4),
+    ArrayDecl("extra_per_quarter", np.dtype("float64"), ("time", "quarter", "shard_row"), 0.0, PER_YEAR),
 ]
 
 
@@ -149,6 +135,13 @@ def test_the_store_arrays_are_the_documented_ones():
         "band": ("int32", ("band",), 0, (128,), None, (128,)),
         "x": ("float64", ("x",), 0, (w,), None, (w,)),
         "y": ("float64", ("y",), 0, (h,), None, (h,)),
+        "stretch_stats_count": ("int64", ("time",), 0, (t,), None, (1,)),
+        "stretch_stats_sum": ("float64", ("time", "band"), 0.0, (t, 128), None, (1, 128)),
+        "stretch_stats_prod": ("float64", ("time", "band", "band2"), 0.0, (t, 128, 128), None, (1, 128, 128)),
+        "stretch_sample": ("int8", ("time", "sample", "band"), 0, (t, 20000, 128), None, (1, 20000, 128)),
+        "stretch_sample_scales": ("float32", ("time", "sample"), "Infinity", (t, 20000), None, (1, 20000)),
+        "stretch_sample_count": ("int64", ("time",), 0, (t,), None, (1,)),
+        "stretch_stats_shards": ("uint8", ("time", "shard_row", "shard_col"), 0, (t, 2, 3), None, (1, 2, 3)),
     }
     assert ZONE_ARRAYS["embeddings"].shard_key("utm30", 1, 2, 3) == "utm30/embeddings/c/1/0/2/3"
     assert ZONE_ARRAYS["scales"].shard_key("utm30", 1, 2, 3) == "utm30/scales/c/1/2/3"
@@ -341,3 +334,56 @@ def test_the_manifest_is_assembled_in_batches_from_a_generator_in_utf8_byte_orde
     assert [r.key for r in rows] == sorted(keys, key=str.encode)
     assert {r.key: r.size for r in rows} == {k: i for i, k in enumerate(keys)}
     assert list(ManifestReader(io.BytesIO(manifest_bytes(iter(())))).records()) == []
+
+
+# ------------------------------------------------------------------------------------------ the incumbent's additions
+
+def test_stretch_arrays_and_nested_depths_are_declared_as_the_incumbent_writes_them():
+    zone = Zone(ZoneGrid(31, 0.0, 0.0, 8192, 5000), (2023, 2024))
+    decls = arrays.zone_arrays([16, 4])
+    d4, d16 = decls["embeddings_d4"], decls["embeddings_d16"]
+    assert (d4.shards(zone), d4.chunks(zone)) == ((1, 4, 4096, 4096), (1, 4, 128, 128))
+    assert (d16.shards(zone), d16.chunks(zone)) == ((1, 16, 4096, 4096), (1, 16, 64, 64))
+    assert d4.dims == ("time", "band_d4", "y", "x") and decls["band_d4"].values(zone).tolist() == [0, 1, 2, 3]
+    assert [d.name for d in arrays.sharded_arrays([16, 4])] == ["embeddings", "scales", "embeddings_d4",
+                                                                "embeddings_d16"]
+    assert arrays.find_array("embeddings_d16") == d16 and arrays.find_array("band_d16") == decls["band_d16"]
+    assert arrays.find_array("embeddings_d128") is None and arrays.find_array("other") is None
+    assert decls["stretch_stats_shards"].shape(zone) == (2, 2, 2)  # a partial last shard column counts
+    docs = build_metadata({31: zone.grid}, [2023, 2024], shard=(4096, 4096), chunk=(32, 32),
+                          codecs=parse_codec_options(None), build_version="1", model_version="2.0", depths=[16, 4],
+                          sample_size=500)
+    assert json.loads(docs["zarr.json"])["attributes"]["geoemb:depths"] == [
+        {"dimensions": 4, "array": "embeddings_d4"}, {"dimensions": 16, "array": "embeddings_d16"},
+        {"dimensions": 128, "array": "embeddings"}]
+    assert json.loads(docs["utm31/stretch_sample/zarr.json"])["shape"] == [2, 500, 128]
+    # the incumbent: zarr-python's BloscCodec(cname="zstd", clevel=3) on plain arrays of one chunk per year
+    from zarr.codecs import BloscCodec
+    from zarr.storage import MemoryStore
+
+    mem = MemoryStore()
+    grp = zarr.create_group(mem, zarr_format=3)
+    for decl in arrays.STRETCH_ARRAYS:
+        z = decl.shape(zone)
+        grp.create_array(decl.name, shape=z, chunks=decl.chunks(zone), dtype=decl.dtype, fill_value=decl.fill,
+                         compressors=BloscCodec(cname="zstd", clevel=3), dimension_names=list(decl.dims))
+        theirs = json.loads(mem._store_dict[f"{decl.name}/zarr.json"].to_bytes())
+        ours = json.loads(build_metadata({31: zone.grid}, [2023, 2024], shard=(4096, 4096), chunk=(32, 32),
+                                         codecs=parse_codec_options(None), build_version="1", model_version="2.0")
+                          [f"utm31/{decl.name}/zarr.json"])
+        assert ours == theirs, decl.name
+
+
+def test_nested_depths_are_checked():
+    from transcode.format.attributes import check_depths, depths_of
+
+    assert check_depths([16, 4], "2.0") == (4, 16)
+    assert check_depths([], None) == ()
+    for depths, version, said in [([4], "1.1", "arbitrary slice"), ([4], None, "not known"),
+                                  ([0], "2.0", "1..127"), ([128], "2.0", "1..127"), ([4, 4], "2.0", "once each"),
+                                  ([4], "v1", "arbitrary slice")]:
+        with pytest.raises(ValueError, match=said):
+            check_depths(depths, version)
+    assert depths_of({"geoemb:depths": [{"dimensions": 128, "array": "embeddings"},
+                                        {"dimensions": 4, "array": "embeddings_d4"}]}) == (4,)
+    assert depths_of({}) == ()

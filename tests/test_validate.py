@@ -15,6 +15,7 @@ from validate_helpers import (
     COORD_KEY,
     SHARD,
     SHARD_KEY,
+    STRETCH_KEY,
     RecordingStorage,
     by_code,
     clone,
@@ -123,14 +124,14 @@ def test_workers_give_the_same_report(converted):
 
 # ------------------------------------------------------------------------------------------ reads
 
-def test_metadata_and_structure_read_only_zarr_json_coordinates_and_index_tails(converted):
+def test_metadata_and_structure_read_only_zarr_json_coordinates_stretch_masks_and_index_tails(converted):
     _, store = converted
     rec = RecordingStorage(LocalStorage(store))
     report = validate(rec, ValidateOptions(level="structure"))
     assert report.findings == []
     shards = {k: (store / k).stat().st_size for k in shard_keys(store)}
     whole = [c[1] for c in rec.calls if c[0] in ("read", "open")]
-    assert whole and all(k.endswith("zarr.json") or COORD_KEY.match(k) for k in whole), whole
+    assert whole and all(k.endswith("zarr.json") or COORD_KEY.match(k) or STRETCH_KEY.match(k) for k in whole), whole
     ranged = [c for c in rec.calls if c[0] == "read_range"]
     assert sorted(c[1] for c in ranged) == sorted(shards)  # exactly one ranged read per shard
     for _, key, start, length in ranged:
@@ -451,7 +452,9 @@ def test_missing_shard_is_coverage_then_lost_data(copy, converted):
     (copy / emb).unlink()
     (copy / sc).unlink()
     report = _run(copy, archive)
-    assert not errors(report, "structure")  # a missing shard is coverage, not a structure error
+    # a missing shard is coverage; only the stretch statistics' coverage mask, which folded it in, says it existed
+    assert [(f.code, f.key, f.details["shards"]) for f in errors(report, "structure")] == [
+        ("stretch-coverage", f"utm30/stretch_stats_shards/c/{t}/0/0", [[int(r), int(c)]])]
     before = {(c["array"], c["year"]): c["present"] for c in _run(store, archive, level="structure").coverage}
     after = {(c["array"], c["year"]): c["present"] for c in report.coverage}
     assert after[("utm30/scales", 2024)] == before[("utm30/scales", 2024)] - 1

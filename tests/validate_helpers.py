@@ -21,6 +21,8 @@ YEARS = (2023, 2024)
 MISSING = 2**64 - 1
 SHARD_KEY = re.compile(r"^utm\d\d/(embeddings/c/\d+/0|scales/c/\d+)/\d+/\d+$")
 COORD_KEY = re.compile(r"^utm\d\d/(x|y|time|band)/c/\d+$")
+# the per-year chunks the structure level reads to check the stretch coverage mask against the shards present
+STRETCH_KEY = re.compile(r"^utm\d\d/(stretch_stats_count/c/\d+|stretch_stats_shards/c/\d+/0/0)$")
 
 
 def make_store(base: Path, years=YEARS, tiles=TILES) -> tuple[Path, Path]:

@@ -4,7 +4,9 @@
 #   install_test_deps.sh            into python3 (3.11), every version pinned by tools/constraints.txt
 #   install_test_deps.sh --newest   into the venv .venv-newest/ made with the newest Python >= 3.12 on the machine
 #                                   (PATH, then pyenv's versions), with the newest zarr-python, numcodecs and
-#                                   tensorstore the registries offer; every other pin of tools/constraints.txt holds
+#                                   tensorstore the registries offer; every other pin of tools/constraints.txt holds;
+#                                   and the incumbent, geotessera 0.11 (the `incumbent` extra), the oracle of
+#                                   tests/test_incumbent.py (its tests skip where it is not installed)
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,12 +72,12 @@ fi
 pins=$(mktemp)
 trap 'rm -f "$pins"' EXIT
 grep -vE "^($FLOATING)==" tools/constraints.txt > "$pins"
-"$NEWEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade -c "$pins" -e '.[test]' \
+"$NEWEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade -c "$pins" -e '.[test,incumbent]' \
   zarr numcodecs tensorstore
 "$NEWEST_VENV/bin/python" - <<'EOF'
 import sys
 from importlib.metadata import version
 print(f"{sys.executable}: Python {sys.version.split()[0]}, "
-      + ", ".join(f"{d} {version(d)}" for d in ("zarr", "numcodecs", "tensorstore", "zarr-cm", "imagecodecs-zarr")),
+      + ", ".join(f"{d} {version(d)}" for d in ("zarr", "numcodecs", "tensorstore", "zarr-cm", "imagecodecs-zarr", "geotessera")),
       file=sys.stderr)
 EOF

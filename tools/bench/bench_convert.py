@@ -2,7 +2,8 @@
 """Benchmark `convert` against (a) a baseline that builds each shard in memory and writes it with zarr-python's
 sharded array assignment and (b) the codec-bound limit (only compressing the same inner chunks, same codec,
 same number of processes); (c) also times only the MD5 of the shard objects convert wrote (the store manifest
-records it), to show what share of the gap to (b) is hashing. Same data, same workers, one run. Reports medians
+records it), to show what share of the gap to (b) is hashing; (d) `convert --no-stretch-stats`, for the cost of
+the stretch statistics (convert collects them by default). Same data, same workers, one run. Reports medians
 and peak RSS per process.
 
   python3 tools/bench/bench_convert.py --workdir /tmp/bench --runs 3 --workers 2 --years 1,2
@@ -65,6 +66,11 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         return self.peaks
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages: other work sharing the cores shows here."""
+    return [round(v, 2) for v in os.getloadavg()]
 
 
 def timed(cmd: list[str]) -> tuple[float, dict, dict[int, int]]:
@@ -235,6 +241,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--years", default="1,2", help="archive sizes to run, in years of 32 tiles (default 1,2)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-codec", action="store_true", help="skip the codec-bound and MD5 rows (e.g. when only the "
+                    "cost of the stretch statistics is wanted)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", choices=["baseline", "codec", "md5"], help=argparse.SUPPRESS)
     ap.add_argument("--inventory", help=argparse.SUPPRESS)
@@ -254,43 +262,58 @@ def main() -> None:
     for n_years in [int(y) for y in args.years.split(",")]:
         src, inv, years, nbytes = prepare(workdir, n_years)
         ylist = ",".join(map(str, years))
-        row = {"years": n_years, "tiles": len(TILES) * n_years, "input_bytes": nbytes, "ours": [], "baseline": [],
-               "codec_bound": [], "md5_bound": []}
+        row = {"years": n_years, "tiles": len(TILES) * n_years, "input_bytes": nbytes, "ours": [], "ours_no_stats": [],
+               "baseline": [], "codec_bound": [], "md5_bound": []}
         for run in range(args.runs):
-            store = workdir / "store-ours"
-            shutil.rmtree(store, ignore_errors=True)
-            s, out, peaks = timed([sys.executable, "-m", "transcode", "convert", str(src), str(store), "--inventory",
-                                   str(inv), "--years", ylist, "--workers", str(args.workers), "--json",
-                                   "--no-progress"])
-            row["ours"].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values())})
-            # the store manifest needs each object's MD5: the time to hash the shard objects, same workers
-            _, out, _ = timed(me + ["--worker", "md5", "--inventory", str(inv), "--store", str(store),
-                                    "--years", ylist, "--workers", str(args.workers)])
-            row["md5_bound"].append({"seconds": out["md5_seconds"] / args.workers})
+            # without the stretch statistics first, then with them (the default), into a fresh store each
+            for name, extra in (("ours_no_stats", ["--no-stretch-stats"]), ("ours", [])):
+                store = workdir / "store-ours"
+                shutil.rmtree(store, ignore_errors=True)
+                load_before = load_average()
+                s, out, peaks = timed([sys.executable, "-m", "transcode", "convert", str(src), str(store),
+                                       "--inventory", str(inv), "--years", ylist, "--workers", str(args.workers),
+                                       "--json", "--no-progress", *extra])
+                row[name].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values()),
+                                  "load_average_before": load_before, "load_average_after": load_average()})
+            if not args.skip_codec:
+                # the store manifest needs each object's MD5: the time to hash the shard objects, same workers
+                _, out, _ = timed(me + ["--worker", "md5", "--inventory", str(inv), "--store", str(store),
+                                        "--years", ylist, "--workers", str(args.workers)])
+                row["md5_bound"].append({"seconds": out["md5_seconds"] / args.workers})
             if not args.skip_baseline:
                 store = workdir / "store-baseline"
                 shutil.rmtree(store, ignore_errors=True)
                 s, out, peaks = timed(me + ["--worker", "baseline", "--inventory", str(inv), "--source", str(src),
                                             "--store", str(store), "--years", ylist, "--workers", str(args.workers)])
                 row["baseline"].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values())})
-            s, out, _ = timed(me + ["--worker", "codec", "--inventory", str(inv), "--source", str(src),
-                                    "--years", ylist, "--workers", str(args.workers)])
-            row["codec_bound"].append({"seconds": out["compress_seconds"] / args.workers})
+            if not args.skip_codec:
+                s, out, _ = timed(me + ["--worker", "codec", "--inventory", str(inv), "--source", str(src),
+                                        "--years", ylist, "--workers", str(args.workers)])
+                row["codec_bound"].append({"seconds": out["compress_seconds"] / args.workers})
             print(f"[{n_years}y run {run + 1}] ours {row['ours'][-1]['seconds']:.1f}s"
+                  + f", without stretch statistics {row['ours_no_stats'][-1]['seconds']:.1f}s"
                   + (f", baseline {row['baseline'][-1]['seconds']:.1f}s" if row["baseline"] else "")
-                  + f", codec-bound {row['codec_bound'][-1]['seconds']:.1f}s"
-                  + f", md5 {row['md5_bound'][-1]['seconds']:.1f}s", file=sys.stderr)
+                  + (f", codec-bound {row['codec_bound'][-1]['seconds']:.1f}s" if row["codec_bound"] else "")
+                  + (f", md5 {row['md5_bound'][-1]['seconds']:.1f}s" if row["md5_bound"] else "")
+                  + f", load average {load_average()}", file=sys.stderr)
         med = lambda xs: statistics.median(x["seconds"] for x in xs)  # noqa: E731
-        row["median"] = {k: med(row[k]) for k in ("ours", "baseline", "codec_bound", "md5_bound") if row[k]}
+        row["median"] = {k: med(row[k]) for k in ("ours", "ours_no_stats", "baseline", "codec_bound", "md5_bound")
+                         if row[k]}
+        # the cost of the stretch statistics: convert with them over convert without them, medians of one run
+        row["stretch_stats_ratio"] = row["median"]["ours"] / row["median"]["ours_no_stats"]
+        row["stretch_stats_ratio_per_run"] = [a["seconds"] / b["seconds"] for a, b in zip(row["ours"],
+                                                                                           row["ours_no_stats"])]
         row["throughput_mb_s"] = {k: nbytes / v / 1e6 for k, v in row["median"].items() if k != "md5_bound"}
         if row["baseline"]:
             row["speedup_vs_baseline"] = row["median"]["baseline"] / row["median"]["ours"]
             row["peak_worker_rss_mib_baseline"] = max(max(r["peak_rss_mib"]) for r in row["baseline"])
-        row["fraction_of_codec_bound"] = row["median"]["codec_bound"] / row["median"]["ours"]
-        # the same with the manifest's MD5 counted in the limit: compressing and hashing, nothing else
-        row["fraction_of_codec_and_md5_bound"] = (row["median"]["codec_bound"] + row["median"]["md5_bound"]) / \
-            row["median"]["ours"]
+        if row["codec_bound"]:
+            row["fraction_of_codec_bound"] = row["median"]["codec_bound"] / row["median"]["ours"]
+            # the same with the manifest's MD5 counted in the limit: compressing and hashing, nothing else
+            row["fraction_of_codec_and_md5_bound"] = (row["median"]["codec_bound"] + row["median"]["md5_bound"]) / \
+                row["median"]["ours"]
         row["peak_worker_rss_mib_ours"] = max(max(r["peak_rss_mib"]) for r in row["ours"])
+        row["peak_worker_rss_mib_ours_no_stats"] = max(max(r["peak_rss_mib"]) for r in row["ours_no_stats"])
         results["sizes"].append(row)
     print(json.dumps(results, indent=2))
 

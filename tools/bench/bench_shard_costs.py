@@ -4,6 +4,11 @@ against each unavoidable step timed alone in the same process on the same data: 
 (the codec-bound row of bench_convert), hashing the output (MD5, CRC32C: the store manifest records both),
 reading the tile windows from the page cache, and reordering pixels into band planes. Medians of `--runs`.
 
+The stretch statistics: `build_shard` with and without them, the statistics alone as convert computes them
+(float64 products, BLAS syrk), and the alternative the issue names, float32 products accumulated in float64 per
+block, with the largest relative error it makes against a float64 reference on the same pixels (the statistics
+must stay within 1e-9).
+
   python3 tools/bench/bench_shard_costs.py --workdir /tmp/bench --runs 3
 
 Run `bench_convert.py` first with the same --workdir: it makes the archive and its inventory."""
@@ -23,7 +28,7 @@ import crc32c
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import LAST_YEAR, codec_shard  # noqa: E402
+from bench_convert import LAST_YEAR, codec_shard, load_average  # noqa: E402
 
 
 def cpu(fn) -> float:
@@ -42,7 +47,10 @@ def main() -> None:
 
     from transcode.codecs.spec import parse_codec_options
     from transcode.engine.plan import make_plan
-    from transcode.engine.shardbuild import EncodeSettings, build_shard, tile_files
+    from transcode.engine.shardbuild import EncodeSettings, StretchTarget, build_shard, tile_files
+    from transcode.engine.stretchstats import ShardStats
+    from transcode.format.sentinels import sanitize_scales
+    from transcode.legacy.tiles import read_landmask
     from transcode.engine.transpose import band_to_chunks
     from transcode.legacy.inventory import read_inventory
     from transcode.legacy.tiles import Window
@@ -58,7 +66,8 @@ def main() -> None:
     sh, sw = plan.shard
     ch, cw = plan.chunk
     band = settings.band_rows
-    rows: dict[str, list[float]] = {k: [] for k in ("build_shard", "compress", "md5", "crc32c", "read", "reorder")}
+    rows: dict[str, list[float]] = {k: [] for k in ("build_shard", "compress", "md5", "crc32c", "read", "reorder",
+                                                    "build_shard_stats", "stats_f64", "stats_f32")}
 
     def objects() -> list[bytes]:
         return [p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and "/c/" in str(p)]
@@ -78,7 +87,49 @@ def main() -> None:
 
     emb_band = np.zeros((band, sw, 128), np.int8)
     emb_chunks = np.zeros(emb_band.size, np.int8).reshape(band // ch, sw // cw, 128, ch, cw)
+
+    def shard_pixels() -> tuple[np.ndarray, np.ndarray]:
+        """The shard's embeddings (sh, sw, 128) and sanitized scales (sh, sw), as build_shard assembles them."""
+        r_base, c_base = task.shard_row * sh, task.shard_col * sw
+        emb = np.zeros((sh, sw, 128), np.int8)
+        sc = np.full((sh, sw), np.inf, np.float32)
+        for p in task.placements:
+            rr, cc = p.rows_in(r_base, r_base + sh), p.cols_in(c_base, c_base + sw)
+            win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
+            e, s = tile_files(source, p)
+            mask = read_landmask(source, p.landmask_key) if p.landmask_key else None
+            dst = (slice(rr[0] - r_base, rr[1] - r_base), slice(cc[0] - c_base, cc[1] - c_base))
+            e.read_into(win, emb[dst])
+            sc[dst] = sanitize_scales(s.read(win), None if mask is None else mask[win.row0:win.row1,
+                                                                                   win.col0:win.col1])
+        return emb, sc
+
+    def stats_f64(emb: np.ndarray, sc: np.ndarray) -> ShardStats:
+        st = ShardStats(task.zone, task.year, 20000)
+        for i in range(0, sh, ch):
+            st.add(emb[i:i + ch], sc[i:i + ch], i, 0)
+        return st
+
+    def stats_f32(emb: np.ndarray, sc: np.ndarray, block: int = 8192) -> np.ndarray:
+        m = np.zeros((128, 128))
+        x = np.empty((block, 128), np.float32)
+        for i in range(0, sh, ch):
+            strip, s = emb[i:i + ch], sc[i:i + ch]
+            valid = (s > 0) & (s < 1)
+            q, w = strip[valid], s[valid]
+            for j in range(0, len(q), block):
+                xb = x[:min(block, len(q) - j)]
+                np.multiply(q[j:j + block], w[j:j + block, None], out=xb)
+                m += (xb.T @ xb).astype(np.float64)
+        return m
+
+    shard_emb, shard_sc = shard_pixels()
+    valid_pixels = int(((shard_sc > 0) & (shard_sc < 1)).sum())
+    reference = stats_f64(shard_emb, shard_sc).m
+    f32_error = float(np.max(np.abs(stats_f32(shard_emb, shard_sc) - reference)) / np.max(np.abs(reference)))
+    loads = []  # the machine's load averages at the start and end of each run
     for run in range(args.runs):
+        loads.append({"before": load_average()})
         shutil.rmtree(out, ignore_errors=True)
         rows["build_shard"].append(cpu(lambda: build_shard(task, settings, source, LocalStorage(str(out)))))
         rows["compress"].append(codec_shard(task, str(work / "archive"), plan.shard, plan.chunk))
@@ -88,16 +139,30 @@ def main() -> None:
         data.clear()  # 1.7 GB: not held while the read and reorder steps run
         rows["read"].append(cpu(lambda: read_all(emb_band)))
         rows["reorder"].append(cpu(lambda: [band_to_chunks(emb_band, ch, cw, emb_chunks) for _ in range(sh // band)]))
-        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()), file=sys.stderr)
+        shutil.rmtree(out, ignore_errors=True)
+        target = StretchTarget(20000, ".tessera/bench.stats")
+        rows["build_shard_stats"].append(cpu(lambda: build_shard(task, settings, source, LocalStorage(str(out)),
+                                                                 target)))
+        rows["stats_f64"].append(cpu(lambda: stats_f64(shard_emb, shard_sc)))
+        rows["stats_f32"].append(cpu(lambda: stats_f32(shard_emb, shard_sc)))
+        loads[-1]["after"] = load_average()
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items())
+              + f", load average {loads[-1]}", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
     steps = med["compress"] + med["md5"] + med["crc32c"] + med["read"] + med["reorder"]
     print(json.dumps({
-        "shard": task.name, "placements": len(task.placements), "runs": rows, "median_cpu_s": med,
+        "shard": task.name, "placements": len(task.placements), "runs": rows, "load_average": loads,
+        "median_cpu_s": med,
         "fraction_of_codec_bound": med["compress"] / med["build_shard"],
         "ceiling_with_only_the_listed_steps": med["compress"] / steps,
         "ceiling_without_hashing": med["compress"] / (steps - med["md5"]),
         "other_cpu_s": med["build_shard"] - steps,
+        "valid_pixels": valid_pixels,
+        "stretch_stats_ratio": med["build_shard_stats"] / med["build_shard"],
+        "stats_f64_ns_per_valid_pixel": med["stats_f64"] / valid_pixels * 1e9,
+        "stats_f32_ns_per_valid_pixel": med["stats_f32"] / valid_pixels * 1e9,
+        "stats_f32_max_relative_error": f32_error,
     }, indent=2))
 
 

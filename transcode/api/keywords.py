@@ -92,6 +92,16 @@ def sorted_list(values: Iterable[int] | None) -> list[int] | None:
     return sorted(set(values)) if values is not None else None
 
 
+def int_list(values: Iterable[int] | None, flag: str) -> list[int] | None:
+    """A list of whole numbers as given (`depths`), order and repeats kept for the verb to check."""
+    if values is None:
+        return None
+    out = list(values)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in out):
+        raise UsageError(flag, f"wants whole numbers, not {out!r}")
+    return out
+
+
 def part_size_bytes(mib: int | None) -> int | None:
     """`part_size` is in MiB, as the flag; S3 parts are at least 5 MiB."""
     if mib is None:

@@ -13,6 +13,7 @@ from transcode.api.keywords import (
     DEFAULT_WORKERS,
     codec_list,
     inside,
+    int_list,
     layout,
     no_other_keywords,
     part_size_bytes,
@@ -30,7 +31,8 @@ Codecs = str | Mapping[str, str] | Iterable[str] | None
 
 def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zones: Iterable[int] | None,
              shard_size: Any, chunk_size: Any, codecs: Codecs, workers: int, scheduler: Any, part_size: int | None,
-             strict: bool, progress: bool, dataset_version: str | None) -> ConvertOptions:
+             strict: bool, progress: bool, dataset_version: str | None, depths: Iterable[int] | None,
+             stretch_sample_size: int | None, stretch_stats: bool | None) -> ConvertOptions:
     """The engine's options from the API keywords (the same for convert and extend)."""
     from transcode.codecs.catalog import portability_warning
     from transcode.codecs.spec import parse_codec_options
@@ -45,24 +47,35 @@ def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zone
     warning = portability_warning(parsed) if parsed else None
     if warning:
         warnings.warn(warning, CodecPortabilityWarning, stacklevel=3)
+    if stretch_sample_size is not None:
+        positive(stretch_sample_size, "--stretch-sample-size")
+    if stretch_stats is not None and not isinstance(stretch_stats, bool):
+        raise UsageError("--no-stretch-stats", f"stretch_stats wants True or False, not {stretch_stats!r}")
     return ConvertOptions(
         years=sorted_list(years), zones=sorted_list(zones), workers=workers, scheduler=scheduler, shard=shard,
         chunk=chunk, codecs=parsed, part_size=part_size_bytes(part_size), strict=strict, progress=progress,
-        source_options=source_options, store_options=store_options, dataset_version=dataset_version)
+        source_options=source_options, store_options=store_options, dataset_version=dataset_version,
+        depths=int_list(depths, "--depths"), stretch_sample_size=stretch_sample_size, stretch_stats=stretch_stats)
 
 
 def convert(source: str | os.PathLike[str], store: str | os.PathLike[str], *, years: Iterable[int] | None = None,
             zones: Iterable[int] | None = None, shard_size: int | Sequence[int] | None = None,
             chunk_size: int | Sequence[int] | None = None, codecs: Codecs = None, workers: int = DEFAULT_WORKERS,
             scheduler: Any = None, part_size: int | None = None, strict: bool = False, inventory: Any = None,
-            dataset_version: str | None = None, progress: bool = False, **s3: Any) -> ConvertReport:
+            dataset_version: str | None = None, depths: Iterable[int] | None = None,
+            stretch_sample_size: int | None = None, stretch_stats: bool | None = None, progress: bool = False,
+            **s3: Any) -> ConvertReport:
     """Transcode a legacy archive into a sharded Zarr v3 store (a directory or s3://bucket/prefix); re-running
     resumes and picks up added tiles. `codecs`: one spec for both arrays, {"embeddings": spec, "scales": spec},
     or `--codec` items; `part_size` in MiB; `inventory`: a saved Parquet inventory or an InventoryReport;
-    `dataset_version` overrides the source's dataset (recorded as overridden). A store holds one dataset."""
+    `dataset_version` overrides the source's dataset (recorded as overridden). A store holds one dataset.
+    `depths`: nested depths (v2 datasets and later); `stretch_stats=False`: no stretch statistics,
+    `stretch_sample_size`: their sample's K (None: an existing store's settings, else depths none, statistics
+    collected with K = 20000)."""
     options = _options("convert", s3, years=years, zones=zones, shard_size=shard_size, chunk_size=chunk_size,
                        codecs=codecs, workers=workers, scheduler=scheduler, part_size=part_size, strict=strict,
-                       progress=progress, dataset_version=dataset_version)
+                       progress=progress, dataset_version=dataset_version, depths=depths,
+                       stretch_sample_size=stretch_sample_size, stretch_stats=stretch_stats)
     return _run(os.fspath(source), os.fspath(store), options, inventory)
 
 
@@ -70,12 +83,15 @@ def extend(store: str | os.PathLike[str], years: Iterable[int], *, source: str |
            zones: Iterable[int] | None = None, shard_size: int | Sequence[int] | None = None,
            chunk_size: int | Sequence[int] | None = None, codecs: Codecs = None, workers: int = DEFAULT_WORKERS,
            scheduler: Any = None, part_size: int | None = None, strict: bool = False, inventory: Any = None,
-           dataset_version: str | None = None, progress: bool = False, **s3: Any) -> ConvertReport:
+           dataset_version: str | None = None, depths: Iterable[int] | None = None,
+           stretch_sample_size: int | None = None, stretch_stats: bool | None = None, progress: bool = False,
+           **s3: Any) -> ConvertReport:
     """Append later years to a store's time axis and convert them from its recorded source (or `source`);
     prepending is refused. Keywords as for `convert`."""
     options = _options("extend", s3, years=years, zones=zones, shard_size=shard_size, chunk_size=chunk_size,
                        codecs=codecs, workers=workers, scheduler=scheduler, part_size=part_size, strict=strict,
-                       progress=progress, dataset_version=dataset_version)
+                       progress=progress, dataset_version=dataset_version, depths=depths,
+                       stretch_sample_size=stretch_sample_size, stretch_stats=stretch_stats)
     return _run(os.fspath(source) if source is not None else None, os.fspath(store), options, inventory,
                 years=sorted_list(years))
 

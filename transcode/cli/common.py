@@ -72,6 +72,17 @@ def parse_size2(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def parse_int_list(text: str) -> list[int]:
+    """'4,16' -> [4, 16] (the order and repeats are kept: the verb checks them)."""
+    try:
+        values = [int(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers like 4,16: {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("empty list")
+    return values
+
+
 def _int_at_least(text: str, low: int) -> int:
     try:
         n = int(text)

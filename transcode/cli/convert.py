@@ -39,6 +39,16 @@ def _add_options(p: argparse.ArgumentParser, years_required: bool = False) -> No
     p.add_argument("--codec", action="append", metavar="[ARRAY=]SPEC",
                    help="codec for embeddings and/or scales, e.g. embeddings=blosc:zstd:3:bit, scales=zstd:5 "
                    "(repeatable; default: an existing store's, else blosc:zstd:3 for both; see `codecs`)")
+    p.add_argument("--depths", type=common.parse_int_list, metavar="LIST",
+                   help="nested depths, e.g. 4,16: an embeddings_d{D} array with the first D bands beside "
+                   "embeddings (docs/format.md, 'Nested depths'); datasets of version 2 and later only (default: an "
+                   "existing store's, else none)")
+    p.add_argument("--stretch-sample-size", type=common.positive_int, metavar="K",
+                   help="sampled pixels per zone and year in the stretch statistics (docs/format.md, 'Stretch "
+                   "statistics'; default: an existing store's, else 20000)")
+    p.add_argument("--no-stretch-stats", dest="stretch_stats", action="store_false", default=None,
+                   help="do not collect stretch statistics: their arrays stay at count 0 and an empty coverage "
+                   "mask, 'not collected' (default: an existing store's setting, else collect them)")
     common.add_workers(p, "the shards")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask distributed cluster, e.g. tcp://host:8786 (default: local processes)")
@@ -60,6 +70,7 @@ def command(args: argparse.Namespace) -> int:
     options = dict(zones=args.zones, shard_size=args.shard_size, chunk_size=args.chunk_size, codecs=args.codec,
                    workers=args.workers, scheduler=args.scheduler, part_size=args.part_size, strict=args.strict,
                    inventory=args.inventory, progress=common.progress(args), dataset_version=args.dataset_version,
+                   depths=args.depths, stretch_sample_size=args.stretch_sample_size, stretch_stats=args.stretch_stats,
                    **common.s3_keywords(args, "source"),
                    **common.s3_keywords(args, "store", writes=True))
     if args.command == "convert":

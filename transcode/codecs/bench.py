@@ -136,7 +136,8 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
     """Build the shards of N tiles with convert's own code, recording their inner chunks."""
     import numcodecs
 
-    from transcode.engine.shardbuild import EncodeSettings, build_shard
+    from transcode.engine.shardbuild import EncodeSettings, StretchTarget, build_shard
+    from transcode.format.arrays import STRETCH_SAMPLE_SIZE
     from transcode.storage import S3Options, open_storage
 
     full = make_plan(inv, years=years, shard=shard, chunk=chunk)
@@ -160,8 +161,8 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
     input_bytes, seconds = 0, 0.0
     with tempfile.TemporaryDirectory(prefix="bench-codecs-") as tmp:
         sink = open_storage(tmp)
-        for task in plan.tasks:
-            result = build_shard(task, settings, src, sink)
+        for i, task in enumerate(plan.tasks):  # with the stretch statistics, as convert builds shards by default
+            result = build_shard(task, settings, src, sink, StretchTarget(STRETCH_SAMPLE_SIZE, f"stats/{i}"))
             input_bytes += result.input_bytes
             seconds += result.seconds
             tick()

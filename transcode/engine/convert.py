@@ -16,13 +16,15 @@ from transcode import __version__
 from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
 from transcode.engine.executors import Executor, Job, make_executor, run_task
 from transcode.engine.identity import check_dataset
-from transcode.engine.journal import entry_keys, iter_records, list_entries, write_entry
+from transcode.engine.journal import delete_entry, entry_keys, iter_records, list_entries, write_entry
 from transcode.engine.plan import Plan, make_plan
 from transcode.engine.schedule import PendingShards
 from transcode.engine.shardbuild import EncodeSettings
 from transcode.engine.storestate import read_settings, read_zone_grids
+from transcode.engine.stretchstore import StretchStore, stretch_records
 from transcode.errors import AccessDeniedError, ArchiveError, StoreError, TransientStorageError, UsageError
-from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD
+from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD, STRETCH_SAMPLE_SIZE
+from transcode.format.attributes import check_depths
 from transcode.format.manifest import ObjectRecord, manifest_bytes
 from transcode.format.metadata import build_metadata
 from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
@@ -58,6 +60,9 @@ class ConvertOptions:
     dataset_version: str | None = None  # overrides the source's own dataset (recorded as overridden)
     source_options: S3Options = field(default_factory=S3Options)
     store_options: S3Options = field(default_factory=S3Options)
+    depths: list[int] | None = None  # nested depths (v2 datasets and later); None: the store's own, else none
+    stretch_stats: bool | None = None  # collect stretch statistics; None: as the store does, else yes
+    stretch_sample_size: int | None = None  # their sample's K; None: the store's own, else STRETCH_SAMPLE_SIZE
 
     def settings(self, existing: dict | None = None) -> EncodeSettings:
         """The encoding settings: what was given, else what the existing store recorded, else the defaults."""
@@ -72,7 +77,22 @@ class ConvertOptions:
         else:
             codecs = parse_codec_options(None)
         part = self.part_size or (existing or {}).get("part_size") or DEFAULT_PART_SIZE
-        return EncodeSettings(tuple(shard), tuple(chunk), codecs, part)
+        depths = self.depths if self.depths is not None else enc.get("depths") or []
+        return EncodeSettings(tuple(shard), tuple(chunk), codecs, part, depths=tuple(sorted(depths)))
+
+    def stretch(self, existing: dict | None = None) -> dict:
+        """{collected, sample_size}: what was given, else what the existing store recorded (a store written before
+        stretch statistics existed collects none), else collected with the default sample size."""
+        if existing is None:
+            recorded = {"collected": True, "sample_size": STRETCH_SAMPLE_SIZE}
+        else:
+            recorded = existing.get("stretch") or {"collected": False, "sample_size": STRETCH_SAMPLE_SIZE}
+        out = dict(recorded)
+        if self.stretch_stats is not None:
+            out["collected"] = self.stretch_stats
+        if self.stretch_sample_size is not None:
+            out["sample_size"] = self.stretch_sample_size
+        return out
 
 
 @dataclass
@@ -98,6 +118,8 @@ class ConvertReport:
     years_outside_time_axis: list[int] = field(default_factory=list)
     retries: int = 0  # storage requests retried (throttling, 5xx, resets, cut bodies), source and store
     transient: dict[str, int] = field(default_factory=dict)  # the transient failures behind them, by reason
+    depths: list[int] = field(default_factory=list)  # the store's nested depths
+    stretch: dict = field(default_factory=dict)  # collected, sample_size, zone_years (rebuilt in this run)
 
     @property
     def ok(self) -> bool:
@@ -122,13 +144,38 @@ def load_inventory(source: str, options: ConvertOptions) -> Inventory:
     return build_inventory(archive, workers=8, progress=options.progress)
 
 
-def _settings_document(plan: Plan, settings: EncodeSettings, source: str, dataset: Dataset) -> dict:
+def _settings_document(plan: Plan, settings: EncodeSettings, source: str, dataset: Dataset, stretch: dict) -> dict:
     return settings_document(version=__version__, source=source, time=plan.time, encoding=settings.fingerprint(),
                              part_size=settings.part_size, codecs={a: c.text for a, c in settings.codecs.items()},
-                             dataset=dataset.record())
+                             dataset=dataset.record(), stretch=stretch)
 
 
-def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings) -> None:
+def _check_new_layout(source: str, options: ConvertOptions, dataset: Dataset, stretch: dict) -> None:
+    """Refuse (exit 2, before anything is written) nested depths the source's dataset may not have, and a sample
+    size that is not a whole number of at least 1."""
+    try:
+        check_depths(list(options.depths or []), dataset.version)
+    except ValueError as e:
+        raise UsageError(f"--depths {','.join(map(str, options.depths or []))}", f"{e} ({source})") from None
+    k = stretch["sample_size"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UsageError("--stretch-sample-size", f"wants a whole number of at least 1, not {k!r}")
+
+
+def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings, stretch: dict) -> None:
+    recorded = (existing.get("encoding") or {}).get("depths") or []
+    if list(settings.depths) != recorded:
+        raise UsageError(store.describe(SETTINGS_KEY),
+                         f"the store has nested depths {recorded or 'none'}, not {list(settings.depths) or 'none'}: "
+                         "depths are fixed when a store is created (every shard would need them); use a new store")
+    held = existing.get("stretch") or {"collected": False, "sample_size": STRETCH_SAMPLE_SIZE}
+    if stretch["collected"] != held["collected"]:
+        said = "collects stretch statistics" if held["collected"] else "was written without stretch statistics"
+        raise UsageError(store.describe(SETTINGS_KEY), f"the store {said}; a run may not change that (its shards "
+                         "would be counted in part): use the store's setting or a new store")
+    if stretch["sample_size"] != held["sample_size"]:
+        raise UsageError(store.describe(SETTINGS_KEY), f"the store's stretch sample has {held['sample_size']} "
+                         f"slots, not {stretch['sample_size']}: use its size or a new store")
     if existing.get("encoding") != settings.fingerprint():
         raise UsageError(store.describe(SETTINGS_KEY),
                          f"the store was written with other shard/chunk/codec settings ({json.dumps(existing.get('encoding'))}); "
@@ -178,10 +225,13 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     store = open_storage(store_url, options.store_options)
     existing = read_settings(store)
     settings = options.settings(existing)
+    stretch = options.stretch(existing)
     grids = read_zone_grids(store)
     time_axis = time_axis or (existing or {}).get("time")
     if existing is not None:
-        _check_compatible(store, existing, settings)
+        _check_compatible(store, existing, settings, stretch)
+    else:
+        _check_new_layout(source, options, inv.dataset, stretch)
     if time_axis and options.years:
         outside = [y for y in options.years if y not in time_axis]
         if outside:
@@ -201,8 +251,10 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     store.discard_abandoned_writes()
     docs = build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk, codecs=settings.codecs,
                           build_version=__version__, model_version=inv.dataset.version,
-                          landmask=inv.dataset.needs_landmask)
-    sidecar = json.dumps(_settings_document(plan, settings, source, inv.dataset), indent=1, sort_keys=True).encode()
+                          landmask=inv.dataset.needs_landmask, depths=settings.depths,
+                          sample_size=stretch["sample_size"])
+    sidecar = json.dumps(_settings_document(plan, settings, source, inv.dataset, stretch), indent=1,
+                         sort_keys=True).encode()
     new_settings = existing != json.loads(sidecar)
     changed_meta = _changed_metadata(store, docs)
 
@@ -220,12 +272,17 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     if new_settings:
         store.put(SETTINGS_KEY, sidecar)
     meta_written = _write_metadata(store, changed_meta)
-    pending = PendingShards(plan, settings.fingerprint(), list_entries(store), store, withdraw_manifest)
+    entries = list_entries(store)
+    stats = None
+    if stretch["collected"]:
+        stats = StretchStore(store, plan, entries, stretch["sample_size"], settings.part_size)
+    pending = PendingShards(plan, settings.fingerprint(), entries, store, withdraw_manifest, stats)
 
     failed: list[dict] = []
     written = in_bytes = out_bytes = 0
     in_workers = RetryCount()  # retries made in other processes (this one's are counted by the caller)
-    job = Job(source, options.source_options, store_url, options.store_options, settings)
+    job = Job(source, options.source_options, store_url, options.store_options, settings,
+              stretch["sample_size"] if stretch["collected"] else 0)
     bar = tqdm(total=sum(plan.shard_counts().values()) if options.progress else None, unit="shard", desc="convert",
                disable=not options.progress)
     try:
@@ -235,6 +292,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
                 in_workers += RetryCount.from_dict(result["retried"])
             if "error" in result:
                 failed.append({"shard": task.name, "error": result["error"]})
+                if stats is not None:
+                    stats.finished(task, ok=False)
                 if options.strict:
                     raise StrictError(task.name, result["error"] + " [--strict]")
                 bar.update(1)
@@ -242,7 +301,9 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             objects = [ObjectRecord(**o) for o in result["objects"]]
             write_entry(store, task, fingerprint, objects)
             for stale in replaced:
-                store.delete(stale)
+                delete_entry(store, stale)
+            if stats is not None:
+                stats.finished(task, ok=True)
             written += 1
             in_bytes += result["input_bytes"]
             out_bytes += sum(o.size for o in objects)
@@ -257,17 +318,19 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     if not nothing:
         remote = store.local_path("") is None
         records = chain((ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()),
-                        iter_records(store, entry_keys(store)))  # streamed into the manifest's Arrow columns
+                        iter_records(store, entry_keys(store)),
+                        stretch_records(store))  # streamed into the manifest's Arrow columns
         store.put(MANIFEST_KEY, manifest_bytes(records))
         manifest_written = True
     return ConvertReport(
         source=source, store=store.describe(), time=plan.time, shards_planned=pending.planned,
         shards_written=written, shards_already_done=pending.done_before, metadata_written=meta_written,
         input_bytes=in_bytes, output_bytes=out_bytes, seconds=clock.perf_counter() - t0, executor=executor.name,
-        skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed, nothing_to_do=nothing,
-        years_outside_time_axis=plan.outside_time,
+        skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed + (stats.problems if stats else []),
+        nothing_to_do=nothing, years_outside_time_axis=plan.outside_time,
         manifest=store.describe(MANIFEST_KEY) if manifest_written or nothing else "",
         retries=in_workers.retries, transient=in_workers.transient,
+        depths=list(settings.depths), stretch={**stretch, "zone_years": stats.rebuilt if stats else []},
     )
 
 

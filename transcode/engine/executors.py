@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from transcode.engine.journal import entry_key
 from transcode.engine.plan import ShardTask
-from transcode.engine.shardbuild import EncodeSettings, ShardResult, build_shard
+from transcode.engine.shardbuild import EncodeSettings, ShardResult, StretchTarget, build_shard
+from transcode.format.sidecar import partial_key
 from transcode.storage import S3Options, Storage, open_storage
 
 
@@ -24,6 +28,7 @@ class Job:
     store_url: str
     store_options: S3Options
     settings: EncodeSettings
+    stretch_sample: int = 0  # stretch statistics' sample size; 0: not collected
 
 
 _STORAGES: dict[tuple, Storage] = {}
@@ -44,13 +49,29 @@ def warm_up() -> None:
     numcodecs.blosc.set_nthreads(1)
 
 
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """In a pool worker: end the process once its parent is gone. A parent killed outright (SIGKILL) cannot shut
+    its pool down, and the workers would wait forever on a task queue whose write end they hold themselves."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def run_task(task: ShardTask, job: Job) -> ShardResult:
     """Build one shard; the function every executor runs (importable by worker processes)."""
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers, not from blosc threads
+    stretch = None
+    if job.stretch_sample:
+        entry = entry_key(task, task.fingerprint(job.settings.fingerprint()))
+        stretch = StretchTarget(job.stretch_sample, partial_key(entry))
     return build_shard(task, job.settings, _storage(job.source_url, job.source_options),
-                       _storage(job.store_url, job.store_options))
+                       _storage(job.store_url, job.store_options), stretch)
 
 
 @contextmanager
@@ -85,7 +106,8 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
         # start the workers now, so their imports overlap the caller's planning; one BLAS thread each (numpy's
         # OpenBLAS pool would otherwise spin beside the encoders; the environment is read at import)
         with _environment(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1"):

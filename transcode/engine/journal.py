@@ -11,10 +11,10 @@ from itertools import islice
 
 from transcode.engine.plan import ShardTask
 from transcode.format.manifest import ObjectRecord
-from transcode.format.sidecar import JOURNAL_PREFIX, journal_key, journal_shard
+from transcode.format.sidecar import JOURNAL_PREFIX, journal_key, journal_shard, partial_key
 from transcode.storage import Storage
 
-__all__ = ["JOURNAL_PREFIX", "entry_key", "entry_keys", "iter_records", "list_entries", "write_entry"]
+__all__ = ["JOURNAL_PREFIX", "delete_entry", "entry_key", "entry_keys", "iter_records", "list_entries", "write_entry"]
 
 
 def entry_key(task: ShardTask, fingerprint: str) -> str:
@@ -38,6 +38,12 @@ def write_entry(store: Storage, task: ShardTask, fingerprint: str, objects: list
     doc = {"task": task.name, "fingerprint": fingerprint, "objects": [asdict(o) for o in objects]}
     store.put(key, json.dumps(doc, sort_keys=True).encode())
     return key
+
+
+def delete_entry(store: Storage, key: str) -> None:
+    """Remove a journal entry, then the partial stretch statistics beside it (an entry never outlives them)."""
+    store.delete(key)
+    store.delete(partial_key(key))
 
 
 def entry_keys(store: Storage) -> Iterator[str]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from transcode.format.arrays import BANDS, DEFAULT_CHUNK, DEFAULT_SHARD, EMBEDDINGS, SCALES, ZONE_ARRAYS
+from transcode.format.arrays import BANDS, DEFAULT_CHUNK, DEFAULT_SHARD, EMBEDDINGS, SCALES, find_array
 from transcode.format.grid import ZoneGrid, parse_tile_name
 from transcode.format.keys import zone_group
 from transcode.format.tilecolumns import footprints, offsets, zone_grid_of
@@ -73,8 +73,11 @@ class ShardTask:
         return zone_group(self.zone)
 
     def key(self, array: str) -> str:
-        """Object key of this shard in the sharded array named `array`."""
-        return ZONE_ARRAYS[array].shard_key(self.group, self.t, self.shard_row, self.shard_col)
+        """Object key of this shard in the sharded array named `array` (nested depths included)."""
+        decl = find_array(array)
+        if decl is None or not decl.sharded:
+            raise ValueError(f"{array!r} is not a sharded array of the store")
+        return decl.shard_key(self.group, self.t, self.shard_row, self.shard_col)
 
     @property
     def name(self) -> str:

@@ -5,21 +5,28 @@ in flight are held."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from transcode.engine.journal import entry_key
+from transcode.engine.journal import delete_entry, entry_key
 from transcode.engine.plan import Plan, ShardTask
 from transcode.storage import Storage
+
+if TYPE_CHECKING:
+    from transcode.engine.stretchstore import StretchStore
 
 
 class PendingShards:
     """Iterates the plan's shards whose current journal entry is missing, biggest first within each (zone, year)
     pass; deletes journal entries left stale beside a finished shard's current one. `before_change` runs once,
-    before the first shard is handed out or the first entry deleted (the caller withdraws the manifest there)."""
+    before the first shard is handed out, the first entry deleted or the first statistics changed (the caller
+    withdraws the manifest there). With `stretch`, each pass is registered with it as it is planned, and its
+    statistics invalidated (or, with no work left, rebuilt when stale) before its first shard is handed out."""
 
     def __init__(self, plan: Plan, settings_fingerprint: dict, entries: dict[str, dict[str, int]], store: Storage,
-                 before_change: Callable[[], None]) -> None:
+                 before_change: Callable[[], None], stretch: StretchStore | None = None) -> None:
         self.plan, self.settings, self.entries, self.store = plan, settings_fingerprint, entries, store
         self.before_change = before_change
+        self.stretch = stretch
         self.changed = False
         self.planned = 0
         self.done_before = 0
@@ -33,10 +40,11 @@ class PendingShards:
 
     def __iter__(self) -> Iterator[ShardTask]:
         for zone, year in self.plan.passes():
-            todo = []
+            tasks, todo = [], []
             for task in self.plan.pass_tasks(zone, year):
                 self.planned += 1
                 fingerprint = task.fingerprint(self.settings)
+                tasks.append((task, fingerprint))
                 key = entry_key(task, fingerprint)
                 old = self.entries.get(task.name, {})
                 if key in old:
@@ -45,9 +53,12 @@ class PendingShards:
                     if stale:
                         self._change()
                         for k in stale:
-                            self.store.delete(k)
+                            delete_entry(self.store, k)
                     continue
                 todo.append((task, fingerprint))
+            if self.stretch is not None and self.stretch.register(zone, year, tasks, [t for t, _ in todo]):
+                self._change()
+                self.stretch.begin(zone, year)
             todo.sort(key=lambda tf: -tf[0].work(self.plan.shard))  # biggest first: workers finish together
             for task, fingerprint in todo:
                 self._change()

@@ -1,15 +1,17 @@
 """The attributes of the store's groups, built through `transcode.conventions`: the root's geoemb: keys (exactly as
-the incumbent writes them) and each zone group's proj: and spatial: keys; and the zone grid read back from them."""
+the incumbent writes them, `geoemb:depths` for a store with nested depths) and each zone group's proj: and spatial:
+keys; and the zone grid and the nested depths read back from them."""
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable
 from typing import Any
 
 from transcode.conventions import zarrcm
 from transcode.conventions.proj import build_proj_attributes
 from transcode.conventions.spatial import build_spatial_attributes
-from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, SCALES_DTYPE, SPATIAL_DIMS
+from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, SCALES_DTYPE, SPATIAL_DIMS, depth_array_name
 from transcode.format.grid import PIXEL_M, ZoneGrid, canonical_epsg
 from transcode.format.sentinels import NO_DATA_TEXT
 
@@ -17,20 +19,73 @@ SPATIAL_LAYOUT = "utm_zones"
 REGISTRATION = "pixel"
 # root attributes every tessera store has whatever its versions, as JSON pointers below /attributes
 ROOT_INVARIANTS = ("geoemb:type", "geoemb:spatial_layout", "geoemb:quantization/method")
+DEPTHS_ATTR = "geoemb:depths"  # the nested depths of the store, full depth last; absent: a single-depth store
+DEPTHS_MIN_VERSION = 2  # nested depths need dimensions ordered by importance (matryoshka): dataset v2 and later
+LANDMASK_ATTR = "geoemb:landmask"  # false: every pixel of a present tile is data (v2 on); absent means true (masked)
 
 
-def root_attributes(build_version: str, model_version: str, landmask: bool = True) -> dict:
-    """The root group's attributes: geoemb: keys and the geoemb zarr_conventions entry. `model_version` is the
-    source dataset's version (never a constant: the store says which embeddings it holds); `landmask` False
-    (from v2 on every pixel of a present tile is data) adds `geoemb:landmask: false`, as the incumbent writes it
-    (absent means masked)."""
+def root_attributes(build_version: str, model_version: str, depths: Iterable[int] = (), *,
+                    landmask: bool = True) -> dict:
+    """The root group's attributes: geoemb: keys (with `geoemb:depths` when there are nested depths) and the geoemb
+    zarr_conventions entry. `model_version` is the source dataset's version (never a constant: the store says which
+    embeddings it holds); `landmask` False (from v2 on every pixel of a present tile is data) adds
+    `geoemb:landmask: false`, as the incumbent writes it (absent means masked)."""
     from transcode.conventions.geoemb import build_geoemb_attributes
 
-    return build_geoemb_attributes(model_version=model_version, build_version=build_version, dimensions=BANDS,
-                                   data_type=EMBEDDINGS.data_type, gsd=PIXEL_M, spatial_layout=SPATIAL_LAYOUT,
-                                   scale_array=SCALES.name, scale_nodata=NO_DATA_TEXT,
-                                   original_dtype=SCALES_DTYPE.name,
-                                   extra=None if landmask else {"geoemb:landmask": False})
+    attrs = build_geoemb_attributes(model_version=model_version, build_version=build_version, dimensions=BANDS,
+                                    data_type=EMBEDDINGS.data_type, gsd=PIXEL_M, spatial_layout=SPATIAL_LAYOUT,
+                                    scale_array=SCALES.name, scale_nodata=NO_DATA_TEXT,
+                                    original_dtype=SCALES_DTYPE.name,
+                                    extra=None if landmask else {LANDMASK_ATTR: False})
+    depths = sorted(set(depths))
+    if depths:
+        attrs[DEPTHS_ATTR] = depths_attribute(depths)
+    return attrs
+
+
+def depths_attribute(depths: Iterable[int]) -> list[dict]:
+    """`geoemb:depths`: one entry per nested depth, ascending, and the full depth (`embeddings`) last."""
+    return [{"dimensions": int(d), "array": depth_array_name(int(d))} for d in (*sorted(set(depths)), BANDS)]
+
+
+def depths_of(root_attrs: dict) -> tuple[int, ...]:
+    """The nested depths (full depth excluded) a root's `geoemb:depths` declares; () for a single-depth store.
+    ValueError when the attribute is not a list of {dimensions, array} entries."""
+    entries = root_attrs.get(DEPTHS_ATTR)
+    if entries is None:
+        return ()
+    try:
+        depths = {int(e["dimensions"]) for e in entries}
+    except (TypeError, KeyError, ValueError) as err:
+        raise ValueError(f"{DEPTHS_ATTR} is not a list of {{dimensions, array}} entries ({err!r})") from None
+    return tuple(sorted(d for d in depths if d < BANDS))
+
+
+def check_depths(depths: Iterable[int], dataset_version: str | None) -> tuple[int, ...]:
+    """The nested depths to write, sorted; ValueError saying why when they may not be: a depth outside
+    1..BANDS-1 (the full depth is always there, as `embeddings`), or a dataset before v2 or of unknown version
+    (the dimensions of v1/v1.1 are not ordered by importance: their first D bands are an arbitrary slice)."""
+    raw = list(depths)
+    if not raw:
+        return ()
+    bad = [d for d in raw if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d < BANDS]
+    if bad:
+        raise ValueError(f"nested depths are whole numbers 1..{BANDS - 1} (the full {BANDS} is always written, as "
+                         f"{EMBEDDINGS.name!r}); got {', '.join(map(repr, bad))}")
+    if len(set(raw)) != len(raw):
+        raise ValueError(f"nested depths are listed once each; got {', '.join(map(str, raw))}")
+    if dataset_version is None:
+        raise ValueError(f"nested depths need a dataset of version {DEPTHS_MIN_VERSION} or later, and the source's "
+                         "dataset version is not known")
+    try:
+        major = float(str(dataset_version).lstrip("v"))
+    except ValueError:
+        raise ValueError(f"nested depths need a dataset of version {DEPTHS_MIN_VERSION} or later; the source's "
+                         f"version {dataset_version!r} is not a number") from None
+    if major < DEPTHS_MIN_VERSION:
+        raise ValueError(f"nested depths need a dataset of version {DEPTHS_MIN_VERSION} or later (matryoshka-ordered "
+                         f"dimensions); dataset {dataset_version} is not: its first bands are an arbitrary slice")
+    return tuple(sorted(raw))
 
 
 def root_invariants() -> dict[str, Any]:

@@ -88,8 +88,10 @@ def _check_crc(ref: ObjectRef, counter: dict, out: list[dict]) -> None:
                             f"recorded {ref.crc32c}: its bytes changed after it was written"))
 
 
-def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Findings, full: bool):
-    """(inner index or None, array) of every decodable chunk of the object (or the selected written ones)."""
+def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Findings, full: bool,
+                    stored: set | None = None):
+    """(inner index or None, array) of every decodable chunk of the object (or the selected written ones); the
+    indices of the inner chunks its index holds go into `stored` when given."""
     chain = spec.chain()
     if spec.shard is None:
         data = storage.read(ref.key)
@@ -106,6 +108,8 @@ def _decoded_chunks(storage, ref: ObjectRef, spec, select, counter, errors: _Fin
     index, raw = read_index(storage, spec.shard, ref)
     counter["reads"] += 1
     counter["bytes"] += len(raw)
+    if stored is not None:
+        stored.update(int(i) for i in written(index))
     if select is None and full:
         pieces = read_whole(storage, spec.shard, ref, index, raw, counter)
     else:
@@ -152,7 +156,7 @@ def content_unit(unit: ContentUnit, access: StoreAccess) -> dict:
         out.append(_finding(ERROR, "unreadable", unit.objects[-1].key, f"cannot be read: {type(e).__name__}: {e}"))
     errors.close()
     return {"findings": out, "stats": stats, "group": unit.group, "year": unit.year, "key": unit.objects[-1].key,
-            "counters": {k: v for k, v in counter.items() if k != "crc32c"}}
+            "shard": unit.objects[-1].coords, "counters": {k: v for k, v in counter.items() if k != "crc32c"}}
 
 
 def _sentinels(s: np.ndarray, key: str, chunk, out: list[dict]) -> int:
@@ -194,12 +198,14 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
                             f"{list(yx)}", chunk=chunk,
                             details={"count": bad_total, "first_pixel": list(yx), "value": value}))
     # the embeddings chunks at the same positions (all of them when checking the whole pair)
+    stored: set[int] = set()
     if full:
-        emb_iter = _decoded_chunks(storage, emb_ref, emb_spec, None, counter, errors, True)
+        emb_iter = _decoded_chunks(storage, emb_ref, emb_spec, None, counter, errors, True, stored)
     else:
         index, raw = read_index(storage, emb_spec.shard, emb_ref)
         counter["reads"] += 1
         counter["bytes"] += len(raw)
+        stored.update(int(i) for i in written(index))
         chain = emb_spec.chain()
 
         def selected():
@@ -211,16 +217,57 @@ def _pair(storage, unit: ContentUnit, counter, errors: _Findings, out: list[dict
                                f"decode: {e}")
         emb_iter = selected()
     n = 0
+    unpaired = _Unpaired(emb_ref, emb_spec, out)
     for i, e in emb_iter:
         counter["decoded_bytes"] += e.nbytes
         n += 1
         s = scales.get(i)
         if s is None:
-            continue  # unpaired chunk: a structure finding
+            unpaired.without_scales(i, e, stats)
+            continue
         _stats(stats, e.reshape((e.shape[-3],) + s.shape), s)
+    for i in sorted(set(scales) - stored):
+        unpaired.without_embeddings(i, scales[i], stats)
+    unpaired.close()
     counter["chunks"] += n + len(scales)
     _check_crc(emb_ref, counter, out)
     return stats
+
+
+class _Unpaired:
+    """Inner chunks stored in one array of a pair only (docs/format.md, "Chunking and sharding"): an absent
+    embeddings chunk reads as zeros, legitimate where none of its pixels is valid (water or no data); an absent
+    scales chunk reads as +inf, legitimate where the embeddings stored beside it are zeros."""
+
+    def __init__(self, emb_ref: ObjectRef, spec, out: list[dict]) -> None:
+        self.emb_ref, self.spec, self.out = emb_ref, spec, out
+        self.lost: list[tuple[int, int]] = []  # (inner chunk, valid pixels) read as zero embeddings
+        self.stray: list[int] = []  # inner chunks of non-zero embeddings where every scale is +inf
+
+    def without_embeddings(self, i: int, s: np.ndarray, stats: dict) -> None:
+        nv = int(valid_scales(s).sum())
+        if nv:
+            self.lost.append((i, nv))
+        _stats(stats, np.zeros((self.spec.shard.inner_shape[-3],) + s.shape, np.int8), s)
+
+    def without_scales(self, i: int, e: np.ndarray, stats: dict) -> None:
+        if e.any():
+            self.stray.append(i)
+        _stats(stats, e, np.full(e.shape[-2:], np.inf, np.float32))
+
+    def close(self) -> None:
+        if self.lost:
+            i, nv = self.lost[0]
+            self.out.append(_finding(ERROR, "zero-embeddings", self.emb_ref.key, f"{len(self.lost)} inner chunks are "
+                                     f"not stored (they read as zeros) beside scales chunks with valid pixels "
+                                     f"({sum(n for _, n in self.lost)} pixels in all): data lost, or embeddings "
+                                     f"that are all zero where the scales say data", chunk=self.spec.inner_coords(
+                                         self.emb_ref.coords, i), details={"chunks": len(self.lost), "first_valid": nv}))
+        if self.stray:
+            self.out.append(_finding(WARNING, "unpaired-chunk", self.emb_ref.key, f"{len(self.stray)} inner chunks "
+                                     f"hold non-zero embeddings where no scales chunk is stored (every scale reads "
+                                     f"+inf, no data): values without meaning", chunk=self.spec.inner_coords(
+                                         self.emb_ref.coords, self.stray[0]), details={"chunks": len(self.stray)}))
 
 
 def _stats(st: dict, e: np.ndarray, s: np.ndarray) -> None:
@@ -397,6 +444,7 @@ def check_content(view: StoreView, structure: StructureResult, profile: str, rep
     executor = make_executor(workers)
     job = access if executor.name == "inline" else access.for_processes()
     parts: list[tuple] = []  # (group, year, unit key, stats): merged in a fixed order, so sums do not depend on
+    valid: dict[tuple[str, int, int, int], int] = {}  # (group, year index, shard row, shard col) -> valid pixels
     bar = tqdm(total=len(todo), desc="content", unit="object", disable=not progress)  # which worker finished first
     try:
         for res in executor.run(content_unit, todo, job):
@@ -407,10 +455,16 @@ def check_content(view: StoreView, structure: StructureResult, profile: str, rep
                                 .get(k, k)] += int(v)
             if res["stats"] is not None:
                 parts.append((res["group"], res["year"] or 0, res["key"], res["stats"]))
+                if not any(f["severity"] == ERROR for f in res["findings"]):  # pixels not all read: not counted
+                    valid[(res["group"], *res["shard"])] = res["stats"]["valid"]
             bar.update(1)
     finally:
         bar.close()
         executor.close()
+    if profile in ("tessera", "interop"):  # the count is compared with the pixels only when every shard was read
+        from transcode.validate.stretch import check_statistics
+
+        check_statistics(view, report, None if sample else valid)
     report.counters["content_units"] += len(todo)
     stats: dict[tuple, dict] = {}
     for group, year, _, st in sorted(parts, key=lambda p: p[:3]):

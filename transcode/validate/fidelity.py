@@ -16,8 +16,8 @@ from tqdm import tqdm
 from transcode.engine.plan import Placement, make_plan
 from transcode.engine.shardbuild import tile_files
 from transcode.errors import ArchiveError, StorageError, TransientStorageError, UsageError
-from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES
-from transcode.format.attributes import grid_of
+from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, depth_arrays
+from transcode.format.attributes import depths_of, grid_of
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import group_zone
 from transcode.format.sentinels import WATER, valid_scales
@@ -46,6 +46,7 @@ class FidelityUnit:
     placements: tuple[Placement, ...]
     select: tuple[int, ...] | None = None  # ordinals among the written scales chunks; None: every chunk
     max_mismatches: int = 1000
+    depths: tuple[tuple[int, ObjectRef], ...] = ()  # (D, the embeddings_d{D} shard at the same place)
 
 
 def fidelity_unit(unit: FidelityUnit, access: StoreAccess) -> dict:
@@ -100,6 +101,16 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
     e_fill = es.dtype.type(es.fill)
     counts = out["counts"]
     counts["shards"] += 1
+    depth_readers = []
+    for d, ref in unit.depths:
+        nested = _Nested(store, d, ref, reads)
+        if nested.side[0] % ch or nested.side[1] % cw or nested.spec.shard.per_shard[-2:] != (sh // nested.side[0],
+                                                                                           sw // nested.side[1]):
+            out["findings"].append(Finding(INFO, LEVEL, "not-compared", ref.key, f"not compared with embeddings: its "
+                                           f"inner chunks {list(nested.side)} are not whole multiples of the "
+                                           f"embeddings' {[ch, cw]} within the same shard").to_dict())
+            continue
+        depth_readers.append(nested)
     for i, js in sorted(by_row.items()):
         r0 = r_base + i * ch
         c0 = c_base + min(js) * cw
@@ -157,6 +168,8 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
                 else:
                     target[:, j * cw:(j + 1) * cw] = arr.reshape(ch, cw)
         counts["chunks"] += len(js)
+        for nested in depth_readers:
+            nested.compare(i * ch, js, cw, st_e, colmask, r0, c0, out)
         s_eq = (st_s == exp_s) | (np.isnan(st_s) & np.isnan(exp_s))
         fin = np.isfinite(exp_s)
         e_ne = (st_e != exp_e.transpose(2, 0, 1)).any(axis=0)
@@ -172,6 +185,68 @@ def _compare(unit: FidelityUnit, access: StoreAccess, out: dict) -> None:
         for field, bad in ((SCALES.name, bad_s), (EMBEDDINGS.name, bad_e)):
             if bad.any():
                 _record(unit, field, bad, owner, r0, c0, st_s, exp_s, st_e, exp_e, out)
+    for nested in depth_readers:
+        found = nested.finding()
+        if found is not None:
+            out["findings"].append(found)
+
+
+class _Nested:
+    """One nested-depth shard (`embeddings_d{D}`, docs/format.md, "Nested depths") compared with the first D bands of
+    the embeddings decoded beside it, chunk row by chunk row; its larger inner chunks are decoded once each."""
+
+    def __init__(self, store, depth: int, ref: ObjectRef, reads: Counter) -> None:
+        self.store, self.depth, self.ref, self.reads = store, depth, ref, reads
+        self.spec = ref.spec()
+        self.index, raw = read_index(store, self.spec.shard, ref)
+        reads["bytes"] += len(raw)
+        reads["reads"] += 1
+        self.chain = self.spec.chain()
+        self.side = self.spec.shard.inner_shape[-2:]
+        self.per_row = self.spec.shard.per_shard[-1]
+        self.cache: dict[int, np.ndarray | None] = {}
+        self.row = -1
+        self.bad = 0
+        self.first: tuple[int, int] | None = None
+
+    def _chunk(self, k: int) -> np.ndarray | None:
+        if k not in self.cache:
+            self.cache[k] = None  # not stored: the fill value (zeros)
+            for _, data in read_selected(self.store, self.ref.key, self.index, [k], self.reads):
+                self.cache[k] = self.chain.decode(data).reshape(self.depth, *self.side)
+        return self.cache[k]
+
+    def compare(self, row: int, js: list[int], cw: int, st_e: np.ndarray, colmask: np.ndarray, r0: int, c0: int,
+                out: dict) -> None:
+        """Rows row..row+ch of the shard, at the embeddings chunk columns `js` (width cw each)."""
+        dh, dw = self.side
+        ch = st_e.shape[1]
+        if row // dh != self.row:
+            self.cache.clear()
+            self.row = row // dh
+        got = np.zeros((self.depth, ch, st_e.shape[2]), dtype=st_e.dtype)
+        off_r = row - self.row * dh
+        for j in js:
+            col = j * cw
+            block = self._chunk(self.row * self.per_row + col // dw)
+            if block is not None:
+                x = (j - min(js)) * cw
+                got[:, :, x:x + cw] = block[:, off_r:off_r + ch, col % dw:col % dw + cw]
+        bad = (got != st_e[:self.depth]).any(axis=0) & colmask
+        self.reads["depth_pixels"] += int(colmask.sum())
+        if bad.any():
+            self.bad += int(bad.sum())
+            if self.first is None:
+                r, c = (int(v) for v in np.argwhere(bad)[0])
+                self.first = (r0 + r, c0 + c)
+
+    def finding(self) -> dict | None:
+        if not self.bad:
+            return None
+        return Finding(ERROR, LEVEL, "depth-mismatch", self.ref.key, f"{self.bad} pixels differ from the first "
+                       f"{self.depth} bands of embeddings (nested depths are byte-identical prefixes), first at zone "
+                       f"row {self.first[0]}, col {self.first[1]}", details={"depth": self.depth, "count": self.bad,
+                                                                             "first": list(self.first)}).to_dict()
 
 
 def _mask(source, p: Placement, masks: dict, out: dict) -> np.ndarray | None:
@@ -288,6 +363,10 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
         report.add(Finding(INFO, LEVEL, "source-skipped", p.path, f"source tile {p.tile} {p.year} is unusable and "
                            f"not expected in the store (the converter skips it too): {p.message}"))
     manifest = None  # object checksums are the content level's business
+    try:
+        depths = depths_of(view.nodes[""].attrs)
+    except ValueError:
+        depths = ()  # reported at the metadata level
     units: list[tuple[FidelityUnit, int]] = []
     present = set()
     for ek, sk in structure.pairs:
@@ -304,10 +383,16 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
         z = zones[group]
         task = tasks.get((group, t, sr, sc))
         year = z["time"][t] if t < len(z["time"]) else None
+        nested = []
+        for d in depths:
+            dk = depth_arrays(d)[0].shard_key(group, t, sr, sc)
+            dsh = structure.shards.get(dk)
+            if dsh is not None and dsh.sound:  # a missing or broken one is a structure finding
+                nested.append((d, make_ref(view, dsh.array, dk, dsh.size, dsh.coords, manifest)))
         units.append((FidelityUnit(group, year, make_ref(view, e.array, ek, e.size, e.coords, manifest),
                                    make_ref(view, s.array, sk, s.size, s.coords, manifest), sr, sc,
                                    z["grid"], task.placements if task else (),
-                                   max_mismatches=max_mismatches), s.written or 0))
+                                   max_mismatches=max_mismatches, depths=tuple(nested)), s.written or 0))
     missing: dict[tuple, list] = defaultdict(list)
     for (group, t, sr, sc), task in sorted(tasks.items()):
         if (group, t, sr, sc) not in present:
@@ -338,6 +423,8 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
                 per_tile[k] = agg
             report.counters["bytes_read"] += res["reads"].get("bytes", 0)
             report.counters["source_bytes_read"] += res["reads"].get("source_bytes", 0)
+            if res["reads"].get("depth_pixels"):
+                report.counters["depth_pixels_compared"] += res["reads"]["depth_pixels"]
             bar.update(1)
     finally:
         bar.close()

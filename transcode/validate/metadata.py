@@ -22,8 +22,32 @@ from transcode.conventions import (
 from transcode.conventions.issues import Issue
 from transcode.conventions.registry import GEOEMB, MULTISCALES, PROJ, SPATIAL, identify
 from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
-from transcode.format.arrays import EMBEDDINGS, SPATIAL_DIMS, TIME, ZONE_ARRAYS, ArrayDecl, Zone, sharded_arrays
-from transcode.format.attributes import REGISTRATION, grid_of, root_invariants, transform_problem, zone_crs
+from transcode.format.arrays import (
+    BANDS,
+    DEPTH_ARRAY_PREFIX,
+    EMBEDDINGS,
+    SPATIAL_DIMS,
+    STRETCH_ARRAYS,
+    STRETCH_SAMPLE,
+    STRETCH_SAMPLE_SIZE,
+    TIME,
+    ArrayDecl,
+    Zone,
+    depth_array_name,
+    depth_of,
+    sharded_arrays,
+    zone_arrays,
+)
+from transcode.format.attributes import (
+    DEPTHS_ATTR,
+    DEPTHS_MIN_VERSION,
+    LANDMASK_ATTR,
+    REGISTRATION,
+    grid_of,
+    root_invariants,
+    transform_problem,
+    zone_crs,
+)
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import group_zone
 from transcode.storage import join_key
@@ -294,6 +318,9 @@ def _spatial_cross_checks(view: StoreView, coords: dict, add: Add) -> None:
 
 # ------------------------------------------------------------------------------------------ geoemb:
 
+STRETCH_NAMES = {d.name for d in STRETCH_ARRAYS}
+
+
 def _band_axis(node: Node, dimensions: int) -> int | None:
     if node.dims and "band" in node.dims:
         return node.dims.index("band")
@@ -312,8 +339,9 @@ def _geoemb_cross_checks(view: StoreView, profile: str, add: Add) -> None:
         arrays = [n for n in view.descendants(group.path) if _array_ok(n)]
         if profile in ("tessera", "interop"):
             emb = [n for n in arrays if n.name == EMBEDDINGS.name]
-        else:
-            emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None]
+        else:  # the incumbent's stretch statistics have a band axis too, and are no embeddings
+            emb = [n for n in arrays if len(n.shape) >= 2 and dims is not None and _band_axis(n, dims) is not None
+                   and n.name not in STRETCH_NAMES]
         if not arrays:
             add(INFO, "cross-check", group.key, "no arrays below the geoemb: group: embeddings cross-checks skipped",
                 attribute="geoemb:data_type", pointer="/attributes/geoemb:data_type")
@@ -391,9 +419,10 @@ def _tessera_layout(view: StoreView, coords: dict, add: Add) -> None:
     if not zones and isinstance(root.doc, dict):
         add(ERROR, "layout", root.key, "no UTM zone groups (utm01..utm60)")
     _root_invariants(root, add)
+    depths = _depths(view, root, add)
     times: dict[str, list] = {}
     for z in zones:
-        _zone_layout(view, z, coords.get(z.path, {}), add, times)
+        _zone_layout(view, z, coords.get(z.path, {}), add, times, depths)
     if len({tuple(v) for v in times.values()}) > 1:
         first = next(iter(times))
         for path, t in times.items():
@@ -417,7 +446,60 @@ def _root_invariants(root: Node, add: Add) -> None:
                 pointer=ptr("attributes", *parts))
 
 
-def _zone_layout(view: StoreView, z: Node, coords: dict, add: Add, times: dict) -> None:
+def _depths(view: StoreView, root: Node, add: Add) -> tuple[int, ...]:
+    """`geoemb:depths` (docs/format.md, "Nested depths"): a list of {dimensions, array}, ascending, the full depth
+    last as `embeddings`, every other entry's array `embeddings_d{D}`; only for datasets v2 and later (geoemb:model).
+    `geoemb:landmask`, when present, is a boolean. Returns the nested depths the zone groups are held to."""
+    attrs = root.attrs
+    if LANDMASK_ATTR in attrs and not isinstance(attrs[LANDMASK_ATTR], bool):
+        add(ERROR, "layout", root.key, f"{LANDMASK_ATTR} must be true or false (absent: true, tiles are masked)",
+            attribute=LANDMASK_ATTR, pointer=f"/attributes/{LANDMASK_ATTR}")
+    if DEPTHS_ATTR not in attrs:
+        return ()
+    where = {"attribute": DEPTHS_ATTR, "pointer": f"/attributes/{DEPTHS_ATTR}"}
+    entries = attrs[DEPTHS_ATTR]
+    if not (isinstance(entries, list) and entries and all(
+            isinstance(e, dict) and set(e) == {"dimensions", "array"} and isinstance(e["dimensions"], int)
+            and not isinstance(e["dimensions"], bool) and isinstance(e["array"], str) for e in entries)):
+        add(ERROR, "depths", root.key, f"{DEPTHS_ATTR} must be a non-empty list of {{dimensions, array}} entries",
+            **where)
+        return ()
+    dims = [e["dimensions"] for e in entries]
+    if dims != sorted(set(dims)):
+        add(ERROR, "depths", root.key, f"{DEPTHS_ATTR} dimensions {dims} are not ascending and distinct", **where)
+    if entries[-1] != {"dimensions": BANDS, "array": EMBEDDINGS.name}:
+        add(ERROR, "depths", root.key, f"{DEPTHS_ATTR} must end with the full depth "
+            f"{{dimensions: {BANDS}, array: {EMBEDDINGS.name!r}}} (it is complete: readers choose from it)", **where)
+    nested = []
+    for e in entries:
+        d = e["dimensions"]
+        if d == BANDS:
+            continue
+        if not 1 <= d < BANDS or e["array"] != depth_array_name(d):
+            add(ERROR, "depths", root.key, f"{DEPTHS_ATTR} entry {e}: a nested depth is 1..{BANDS - 1} held in "
+                f"'{DEPTH_ARRAY_PREFIX}{{D}}'", **where)
+            continue
+        nested.append(d)
+    model = attrs.get("geoemb:model")
+    version = model.rstrip("/").rsplit("/", 1)[-1] if isinstance(model, str) else None
+    try:
+        early = version is not None and float(version) < DEPTHS_MIN_VERSION
+    except ValueError:
+        early = False
+    if nested and early:
+        add(ERROR, "depths", root.key, f"nested depths in a store of model {version}: only datasets v"
+            f"{DEPTHS_MIN_VERSION} and later order their dimensions by importance, so the first bands of v1/v1.1 "
+            "embeddings are an arbitrary slice", **where)
+    for z in view.children(""):
+        for kid in view.children(z.path) if z.is_group and group_zone(z.name) is not None else ():
+            d = depth_of(kid.name)
+            if d is not None and d not in nested and kid.is_array:
+                add(ERROR, "depths", kid.key, f"/{kid.path} is a nested-depth array or coordinate, but "
+                    f"{DEPTHS_ATTR} does not list depth {d}", pointer="/node_type")
+    return tuple(sorted(set(nested)))
+
+
+def _zone_layout(view: StoreView, z: Node, coords: dict, add: Add, times: dict, depths: tuple[int, ...] = ()) -> None:
     """A zone group against the format: its attributes, and every declared array (name, data type, dimension names,
     fill value, shape, chunking, shards pairing), with shapes computed for the zone's own grid, time axis and shard
     and chunk sides."""
@@ -439,7 +521,8 @@ def _zone_layout(view: StoreView, z: Node, coords: dict, add: Add, times: dict) 
         add(ERROR, "layout", z.key, f"spatial:dimensions {attrs['spatial:dimensions']!r} is not {list(SPATIAL_DIMS)}",
             attribute="spatial:dimensions", pointer="/attributes/spatial:dimensions")
     nodes: dict[str, Node] = {}
-    for decl in ZONE_ARRAYS.values():
+    declared = zone_arrays(depths)
+    for decl in declared.values():
         n = view.child(z.path, decl.name)
         key = node_key(join_key(z.path, decl.name))
         if n is None:
@@ -466,7 +549,7 @@ def _zone_layout(view: StoreView, z: Node, coords: dict, add: Add, times: dict) 
     if shape is None:
         return
     zshape, ref = shape
-    for decl in ZONE_ARRAYS.values():
+    for decl in declared.values():
         n = nodes.get(decl.name)
         if _array_ok(n) and len(n.shape) == len(decl.dims):
             _array_layout(decl, n, zshape, ref, coords, add)
@@ -485,7 +568,10 @@ def _zone_shape(z: Node, nodes: dict[str, Node], t: np.ndarray | None) -> tuple[
         except ValueError:
             grid = ZoneGrid(group_zone(z.name), 0.0, 0.0, *ref.spatial(n.shape))
         time = tuple(int(v) for v in t) if t is not None else tuple(range(n.shape[ref.dims.index(TIME.name)]))
-        return Zone(grid, time, ref.spatial(n.spec.chunk_shape), ref.spatial(n.spec.shard.inner_shape)), ref
+        sample = nodes.get(STRETCH_SAMPLE.name)  # K is the store's choice: take it from the sample array
+        k = sample.shape[STRETCH_SAMPLE.dims.index("sample")] if _array_ok(sample) and \
+            len(sample.shape) == len(STRETCH_SAMPLE.dims) else STRETCH_SAMPLE_SIZE
+        return Zone(grid, time, ref.spatial(n.spec.chunk_shape), ref.spatial(n.spec.shard.inner_shape), k), ref
     return None
 
 
