@@ -104,28 +104,18 @@ def test_kill_and_resume_locally_is_byte_identical(small_archive, reference_stor
     assert tree_state(store) == before
 
 
-# A v2 conversion with nested depths and stretch statistics, through the engine: the command line cannot name the
-# source's dataset version yet (issue 11's --dataset-version), and depths need a version >= 2. The workers and the
-# sample size come from argv, so the uninterrupted run can use another executor than the killed ones.
-V2_DRIVER = """
-import json, sys
-from transcode.engine.convert import ConvertOptions, convert
-source, store, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-report = convert(source, store, ConvertOptions(shard=(256, 256), chunk=(32, 32), workers=workers, depths=[4, 16],
-                                               stretch_sample_size=5000, dataset_version="2.0"))
-print(json.dumps(report.to_json()))
-sys.exit(0 if report.ok else 1)
-"""
+# A v2 conversion with nested depths and stretch statistics: the small archive read as dataset 2.0
+# (--dataset-version), since depths need a version >= 2. The uninterrupted run is inline, the killed ones use 2
+# worker processes.
+V2_OPTIONS = [*LOCAL_LAYOUT, "--depths", "4,16", "--stretch-sample-size", "5000", "--dataset-version", "2.0"]
 
 
 def _v2_cmd(source, store, workers: int) -> list[str]:
-    return [sys.executable, "-c", V2_DRIVER, str(source), str(store), str(workers)]
+    return _convert_cmd(source, store, *V2_OPTIONS, "--workers", str(workers))
 
 
 def _v2_json(source, store, workers: int) -> dict:
-    r = subprocess.run(_v2_cmd(source, store, workers), check=False, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout)
+    return cli_json("convert", str(source), str(store), *V2_OPTIONS, "--workers", str(workers), "--no-progress")
 
 
 def _zone_years_being_rebuilt(store) -> int:

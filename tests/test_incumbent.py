@@ -103,7 +103,7 @@ def ours_v2(v2, tmp_path_factory):
     """Our store of the v2 archive, with the same nested depths."""
     archive, _ = v2
     store = tmp_path_factory.mktemp("ours-v2") / "store"
-    assert convert(str(archive), str(store), ConvertOptions(depths=[4, 16], dataset_version="2.0")).ok
+    assert convert(str(archive), str(store), ConvertOptions(depths=[4, 16])).ok
     return store
 
 

@@ -27,7 +27,7 @@ def converted(tmp_path_factory):
     archive = base / "archive"
     make_legacy_archive(archive, years=YEARS, tiles=TILES, seed=7, dataset="v2", landmasks="none")
     store = base / "store"
-    options = ConvertOptions(shard=(SHARD, SHARD), depths=list(DEPTHS), dataset_version="2.0")
+    options = ConvertOptions(shard=(SHARD, SHARD), depths=list(DEPTHS))
     report = convert(str(archive), str(store), options)
     assert report.ok and report.shards_written > 0
     return archive, store

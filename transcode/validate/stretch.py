@@ -122,14 +122,15 @@ def _guard(add: Callable, level: str, key: str, fn: Callable[[], None]) -> None:
 def check_coverage(view: StoreView, shards: Iterable[tuple[str, tuple[int, ...]]], report: ValidationReport) -> None:
     """The coverage mask against the embeddings shards present: a shard marked folded in that the store lacks is an
     error (statistics of pixels that are not there); a shard present but not marked leaves the statistics
-    incomplete (a warning), unless the year's statistics are not collected or being rebuilt."""
+    incomplete (a warning), unless the year's statistics are not collected or being rebuilt (count -1: said in one
+    info finding whatever the mask holds)."""
     present: dict[tuple[str, int], set[tuple[int, int]]] = {}
     t_axis = EMBEDDINGS.dims.index("time")
     for array, coords in shards:
         group, name = array.rsplit("/", 1) if "/" in array else ("", array)
         if name == EMBEDDINGS.name:
             present.setdefault((group, coords[t_axis]), set()).add(tuple(EMBEDDINGS.spatial(coords)))
-    idle: dict[str, list[str]] = {}  # why -> the (zone, year)s whose statistics are idle with shards not folded in
+    idle: dict[str, list[str]] = {}  # why -> the (zone, year)s with shards whose statistics are idle
     for z in zones(view, report.counters):
         for t in range(z.steps):
             _guard(report.add, "structure", z.key(STRETCH_STATS_SHARDS.name, t),
@@ -157,10 +158,13 @@ def _coverage_year(z: ZoneStretch, t: int, present: set[tuple[int, int]], report
                            f"folded into the statistics but the store has no embeddings shard there, e.g. (row, col) "
                            f"{ghost[0]}", details={"shards": [list(s) for s in ghost[:MAX_LISTED]]}))
     unseen = sorted(present - marked)
+    if present and count == REBUILDING:  # invalid whatever the mask says (the mask is rebuilt with the rest)
+        idle.setdefault("being rebuilt", []).append(f"{z.group} {year}")
+        return
     if not unseen:
         return
-    if count == REBUILDING or (count == 0 and not marked):
-        idle.setdefault("being rebuilt" if count == REBUILDING else "not collected", []).append(f"{z.group} {year}")
+    if count == 0 and not marked:
+        idle.setdefault("not collected", []).append(f"{z.group} {year}")
         return
     report.add(Finding(WARNING, "structure", "stretch-coverage", key, f"{len(unseen)} embeddings shards of {year} are "
                        f"not folded into the stretch statistics (coverage mask 0): the statistics are incomplete, "
