@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Run `convert` on an archive with shard building replaced by the record of two empty objects, to measure
-what the convert parent itself holds (inventory, plan passes, journal, metadata, manifest) on archives whose tile
-bodies are holes (tools/make_scale_archive.py): everything but reading and encoding tiles is the real code.
+"""Run `convert` on an archive with shard building replaced by the record of two empty objects (and an empty
+partial of stretch statistics), to measure what the convert parent itself holds (inventory, plan passes, journal,
+stretch statistics, metadata, manifest) on archives whose tile bodies are holes (tools/make_scale_archive.py):
+everything but reading and encoding tiles is the real code.
 
   python3 tools/bench/convert_parent.py SOURCE STORE --inventory INV.parquet
 
@@ -25,13 +26,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import transcode.engine.convert as convert_module
+    from transcode.engine.journal import entry_key
     from transcode.engine.shardbuild import ObjectRecord, ShardResult
+    from transcode.engine.stretchstats import ShardStats
+    from transcode.format.sidecar import partial_key
+    from transcode.storage import open_storage
 
     empty_md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    stores = {}
 
     def record_only(task, job) -> ShardResult:
         objects = [ObjectRecord(task.key(a), 0, empty_md5, "00000000", None, job.settings.part_size)
                    for a in ("embeddings", "scales")]
+        if job.stretch_sample:  # the partial stretch statistics of a shard without valid pixels, as convert folds them
+            store = stores.setdefault(job.store_url, open_storage(job.store_url, job.store_options))
+            key = partial_key(entry_key(task, task.fingerprint(job.settings.fingerprint())))
+            store.put(key, ShardStats(task.zone, task.year, job.stretch_sample).partial().to_bytes())
         return ShardResult(task.name, objects, 0, 0, 0.0)
 
     convert_module.run_task = record_only
