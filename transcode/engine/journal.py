@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from transcode.engine.plan import ShardTask
+from transcode.errors import StoreError
 from transcode.format.manifest import ObjectRecord
 from transcode.format.sidecar import JOURNAL_PREFIX, journal_key, journal_shard
 from transcode.storage import Storage
@@ -40,11 +41,18 @@ def write_entry(store: Storage, task: ShardTask, fingerprint: str, objects: list
 
 
 def read_entries(store: Storage, keys: Iterable[str], workers: int = 16) -> dict[str, list[ObjectRecord]]:
-    """Journal key -> the object records it holds (read in parallel)."""
+    """Journal key -> the object records it holds (read in parallel); StoreError naming an entry that is not one."""
     keys = list(keys)
 
     def one(k: str) -> list[ObjectRecord]:
-        return [ObjectRecord(**o) for o in json.loads(store.read(k))["objects"]]
+        try:
+            doc = json.loads(store.read(k))
+            if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
+                raise ValueError("no 'objects' list")
+            return [ObjectRecord.from_dict(o) for o in doc["objects"]]
+        except ValueError as e:
+            raise StoreError(store.describe(k), f"not a journal entry ({e}); delete it and convert again to "
+                             "rewrite its shard") from e
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(keys, pool.map(one, keys)))
