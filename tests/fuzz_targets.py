@@ -1,5 +1,5 @@
 """Parser fuzz targets, run one per process by tests/test_fuzz.py (under an address-space limit and a timeout):
-`python fuzz_targets.py TARGET EXAMPLES WORKDIR`.
+`python fuzz_targets.py TARGET EXAMPLES WORKDIR [SEED]` (SEED: a directory made by `make_seed`).
 
 Each target writes a valid file of one kind, feeds hypothesis-mutated copies of it through the public reader or
 verb that consumes it, and accepts two outcomes only: the reader's normal result, or a TranscodeError (the typed
@@ -74,14 +74,26 @@ class Restore:
         self.path.write_bytes(self.original)
 
 
-def tiny_store(work: Path) -> tuple[Path, Path]:
-    """A one-year tiny synthetic archive and its converted store (small shards, so there are several)."""
+SEED: Path | None = None  # a directory holding a ready archive/ and store/ (the tests make it once per session)
+
+
+def make_seed(work: Path) -> None:
+    """A one-tile synthetic archive and its converted store (small shards, so there are several) in work."""
     from transcode.testing.synthetic import make_legacy_archive
 
+    make_legacy_archive(work / "archive", years=(2024,), tiles=["grid_0.05_83.95"], seed=5)
+    transcode.convert(str(work / "archive"), str(work / "store"), shard_size=256, chunk_size=32)
+
+
+def tiny_store(work: Path) -> tuple[Path, Path]:
+    """This target's own copy of the seed archive and store (made here when there is no seed)."""
     archive, store = work / "archive", work / "store"
     if not store.exists():
-        make_legacy_archive(archive, years=(2024,), preset="tiny", seed=5)
-        transcode.convert(str(archive), str(store), shard_size=256, chunk_size=32)
+        if SEED is None:
+            make_seed(work)
+        else:
+            shutil.copytree(SEED / "archive", archive, symlinks=True)
+            shutil.copytree(SEED / "store", store, symlinks=True)
     return archive, store
 
 
@@ -140,6 +152,7 @@ def npy_headers(work: Path, examples: int) -> None:
 @target
 def landmask_headers(work: Path, examples: int) -> None:
     import rasterio
+    import rasterio.windows
     from rasterio.transform import from_origin
 
     from transcode.legacy.tiles import Window, read_landmask
@@ -152,15 +165,26 @@ def landmask_headers(work: Path, examples: int) -> None:
             return None
 
     path = work / "grid_0.05_50.05.tiff"
+    path.unlink(missing_ok=True)  # rasterio would open a damaged one left by an earlier run to delete it
     mask = (np.arange(40 * 30).reshape(40, 30) % 3 > 0).astype(np.uint8)
     with rasterio.open(path, "w", driver="GTiff", width=30, height=40, count=1, dtype="uint8", crs="EPSG:32631",
                        transform=from_origin(500000, 5500000, 10, 10), compress="deflate", tiled=False) as ds:
         ds.write(mask, 1)
     base = path.read_bytes()
+    # a landmask declaring 100000 x 100000 pixels, nearly all of them sparse (absent blocks): read whole, it would
+    # take 10 GB
+    huge = work / "huge.tiff"
+    huge.unlink(missing_ok=True)
+    with rasterio.open(huge, "w", driver="GTiff", width=100000, height=100000, count=1, dtype="uint8",
+                       crs="EPSG:32631", transform=from_origin(500000, 5500000, 10, 10), compress="deflate",
+                       tiled=True, blockxsize=2048, blockysize=2048, sparse_ok=True) as ds:
+        ds.write(mask[:2, :2], 1, window=rasterio.windows.Window(0, 0, 2, 2))
+    huge_base = huge.read_bytes()
     stores = (LocalStorage(work), Remote(work))
 
     @run(examples)
-    @given(st.one_of(mutated_bytes(base, 0, 400), mutated_bytes(base)), st.sampled_from(stores),
+    @given(st.one_of(mutated_bytes(base, 0, 400), mutated_bytes(base), st.just(huge_base),
+                     mutated_bytes(huge_base, 0, 400)), st.sampled_from(stores),
            st.sampled_from([None, Window(0, 2, 0, 3), Window(38, 40, 25, 30)]))
     def check(data, storage, window):
         path.write_bytes(data)
@@ -439,7 +463,9 @@ def inventory_parquet(work: Path, examples: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    global SEED
     name, examples, work = argv[0], int(argv[1]), Path(argv[2])
+    SEED = Path(argv[3]) if len(argv) > 3 else None
     work.mkdir(parents=True, exist_ok=True)
     TARGETS[name](work, examples)
     print(f"{name}: {examples} examples passed")

@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzz_targets import TARGETS
+from fuzz_targets import TARGETS, make_seed
 
 SCRIPT = Path(__file__).with_name("fuzz_targets.py")
 FULL_EXAMPLES = 2000
 # CI counts: cheap parsers get more cases; targets that run a verb per case (validate, inventory, plan,
 # verify-mirrors) fewer
-CI_EXAMPLES = {"npy_headers": 400, "landmask_headers": 200, "mirrors_files": 300, "journal_entries": 200,
-               "zarr_json": 60, "shard_indexes": 40, "store_manifest": 30, "mirror_checkpoints": 30,
-               "mirror_manifest_files": 30, "registries": 40, "inventory_parquet": 60}
+CI_EXAMPLES = {"npy_headers": 300, "landmask_headers": 150, "mirrors_files": 300, "journal_entries": 100,
+               "zarr_json": 40, "shard_indexes": 30, "store_manifest": 25, "mirror_checkpoints": 25,
+               "mirror_manifest_files": 25, "registries": 30, "inventory_parquet": 50}
 # the address space a target may use: imports and thread stacks take ~2.7 GB of it, a tile ~160 MB
 ADDRESS_SPACE = 5 << 30
 
@@ -32,13 +32,21 @@ def test_every_target_has_a_ci_count():
     assert sorted(CI_EXAMPLES) == sorted(TARGETS)
 
 
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory):
+    """The archive and store the targets mutate copies of (made once)."""
+    work = tmp_path_factory.mktemp("fuzz-seed")
+    make_seed(work)
+    return work
+
+
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_parser_fuzz(target, fuzz_full, tmp_path):
+def test_parser_fuzz(target, fuzz_full, seed, tmp_path):
     examples = FULL_EXAMPLES if fuzz_full else CI_EXAMPLES[target]
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # glibc's per-thread arenas would reserve address space
     timeout = 7200 if fuzz_full else 600
     try:
-        r = subprocess.run([sys.executable, str(SCRIPT), target, str(examples), str(tmp_path)], cwd=SCRIPT.parent,
+        r = subprocess.run([sys.executable, str(SCRIPT), target, str(examples), str(tmp_path), str(seed)], cwd=SCRIPT.parent,
                            env=env, preexec_fn=_limit_memory, capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:

@@ -235,7 +235,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
         bar.close()
 
     manifest_written = False
-    if not nothing:
+    if not nothing and not failed:  # a manifest describes a finished store: none while a shard is missing
         remote = store.local_path("") is None
         records = [ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()]
         current = list_entries(store)
@@ -255,11 +255,21 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
 
 
 def _safe_task(task, job: Job) -> dict:
-    """Run one task, turning a bad tile found while reading into a reported failure instead of a crash."""
+    """Run one task, turning a bad tile found while reading into a reported failure instead of a crash. A store
+    that cannot take the shard (full, read-only, refusing) stops the run: no later shard would fare better."""
     try:
         return {"task": task.name, **run_task(task, job).to_dict()}
-    except (ArchiveError, StoreError, StorageError) as e:
+    except StorageError as e:
+        if _in_store(e, job):
+            raise
         return {"task": task.name, "error": str(e)}
+    except (ArchiveError, StoreError) as e:
+        return {"task": task.name, "error": str(e)}
+
+
+def _in_store(e: StorageError, job: Job) -> bool:
+    """The storage error is about an object of the store (not of the source)."""
+    return e.where.startswith(open_storage(job.store_url, job.store_options).describe().rstrip("/") + "/")
 
 
 def extend(store_url: str, years: list[int], options: ConvertOptions | None = None, *,

@@ -11,11 +11,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from transcode.errors import ArchiveError, StorageError, TransientStorageError
-from transcode.format.grid import footprint
+from transcode.format.grid import footprint, parse_tile_name, utm_zone
 from transcode.format.keys import zone_group
 from transcode.legacy.archive import LegacyArchive, TileFiles
 from transcode.legacy.integrity import check_hashes, check_sizes, hash_files
-from transcode.legacy.npyheader import NpyHeader, check_embeddings_header, check_scales_header
+from transcode.legacy.npyheader import MAX_TILE_SIDE, NpyHeader, check_embeddings_header, check_scales_header
 from transcode.legacy.problems import ERROR, WARNING, Problem
 from transcode.legacy.registries import load_expectations
 from transcode.legacy.tiles import read_npy_header
@@ -285,7 +285,8 @@ def write_inventory(inv: Inventory, path: str | Path) -> None:
 
 
 def read_inventory(path: str | Path) -> Inventory:
-    """Load an inventory written by `write_inventory`, so later steps need not list the archive again."""
+    """Load an inventory written by `write_inventory`, so later steps need not list the archive again; ArchiveError
+    naming the file (and row) when it is not one."""
     import pyarrow.parquet as pq
 
     try:
@@ -295,23 +296,75 @@ def read_inventory(path: str | Path) -> Inventory:
     raw = (table.schema.metadata or {}).get(b"tessera-inventory")
     if raw is None:
         raise ArchiveError(str(path), "not a tessera-transcode inventory (no tessera-inventory metadata)")
-    meta = json.loads(raw)
-    if meta.get("format") != INVENTORY_FORMAT:
-        raise ArchiveError(str(path), f"inventory format {meta.get('format')} not supported (need {INVENTORY_FORMAT})")
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise ArchiveError(str(path), f"unreadable tessera-inventory metadata: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != INVENTORY_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ArchiveError(str(path), f"inventory format {found} not supported (need {INVENTORY_FORMAT})")
+    meta_types = {"source": str, "layout": str, "year_root": str, "landmask_root": (str, type(None)),
+                  "verified_hashes": bool, "registries": list}
+    wrong = [k for k, t in meta_types.items() if not isinstance(meta.get(k), t)]
+    if wrong:
+        raise ArchiveError(str(path), f"tessera-inventory metadata lacks or mistypes {', '.join(wrong)}")
+    schema = _schema()
+    if table.schema.remove_metadata() != schema:
+        raise ArchiveError(str(path), f"not an inventory of format {INVENTORY_FORMAT}: its columns differ from "
+                           f"{', '.join(schema.names)} or have other types")
     tiles, masks, problems = [], [], []
     tile_fields = list(TileRecord.__dataclass_fields__)
-    for row in table.to_pylist():
+    for i, row in enumerate(table.to_pylist()):
         kind = row["record"]
-        if kind == "tile":
-            tiles.append(TileRecord(**{k: row[k] for k in tile_fields}))
-        elif kind == "landmask":
-            masks.append(LandmaskRecord(row["tile"], row["lon_i"], row["lat_i"], row["landmask_key"],
-                                        row["landmask_size"], row["landmask_sha256"]))
-        else:
-            problems.append(Problem(row["problem_path"], row["problem_kind"], row["problem_message"],
-                                    row["problem_severity"], row["year"], row["tile"]))
+        try:
+            if kind == "tile":
+                tiles.append(_checked_tile(TileRecord(**{k: row[k] for k in tile_fields})))
+            elif kind == "landmask":
+                masks.append(_checked_landmask(LandmaskRecord(row["tile"], row["lon_i"], row["lat_i"],
+                                                              row["landmask_key"], row["landmask_size"],
+                                                              row["landmask_sha256"])))
+            elif kind == "problem":
+                problem = Problem(row["problem_path"], row["problem_kind"], row["problem_message"],
+                                  row["problem_severity"], row["year"], row["tile"])
+                if None in (problem.path, problem.kind, problem.message, problem.severity):
+                    raise ValueError("a problem needs its path, kind, message and severity")
+                problems.append(problem)
+            else:
+                raise ValueError(f"unknown record kind {kind!r}")
+        except ValueError as e:
+            raise ArchiveError(str(path), f"row {i}: {e}") from e
     return Inventory(meta["source"], meta["layout"], meta["year_root"], meta["landmask_root"], tiles, masks,
                      problems, meta["verified_hashes"], meta["registries"])
+
+
+def _checked_cell(tile: str | None, lon_i: int | None, lat_i: int | None) -> None:
+    """The tile name is a valid 0.1° cell and agrees with (lon_i, lat_i)."""
+    cell = parse_tile_name(tile or "")
+    if (cell.lon_i, cell.lat_i) != (lon_i, lat_i):
+        raise ValueError(f"tile {tile} does not lie at lon_i={lon_i}, lat_i={lat_i}")
+
+
+def _checked_tile(t: TileRecord) -> TileRecord:
+    """A tile record whose values a plan can use: ValueError naming the first that is not."""
+    _checked_cell(t.tile, t.lon_i, t.lat_i)
+    if t.year is None or not 0 <= t.year <= 9999:
+        raise ValueError(f"tile {t.tile}: year {t.year} is not a four-digit year")
+    if t.zone != utm_zone(t.lon_i / 100) or t.embeddings_key is None or t.scales_key is None or t.usable is None:
+        raise ValueError(f"tile {t.tile}: zone, file keys or usable flag missing or wrong")
+    if t.usable:
+        if t.height is None or t.width is None or not (1 <= t.height <= MAX_TILE_SIDE and 1 <= t.width <= MAX_TILE_SIDE):
+            raise ValueError(f"tile {t.tile}: impossible shape {t.height}x{t.width}")
+        if t.embeddings_offset is None or t.scales_offset is None or t.embeddings_offset < 10 or t.scales_offset < 10:
+            raise ValueError(f"tile {t.tile}: data offsets {t.embeddings_offset}, {t.scales_offset} are not .npy "
+                             "header lengths")
+    return t
+
+
+def _checked_landmask(m: LandmaskRecord) -> LandmaskRecord:
+    _checked_cell(m.tile, m.lon_i, m.lat_i)
+    if m.key is None or m.size is None or m.size < 0:
+        raise ValueError(f"landmask {m.tile}: key or size missing")
+    return m
 
 
 def _schema():

@@ -10,6 +10,7 @@ import numpy as np
 from transcode.errors import ArchiveError
 from transcode.legacy.npyheader import (
     FIRST_READ,
+    MAX_TILE_SIDE,
     NpyHeader,
     NpyHeaderError,
     check_embeddings_header,
@@ -186,17 +187,23 @@ class NpyTileFile:
 def read_landmask(storage: Storage, key: str, window: Window | None = None) -> np.ndarray:
     """A window (or all) of a landmask GeoTIFF as uint8, 0 = water; the object is small, read whole if remote."""
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import RasterioError
     from rasterio.io import MemoryFile
     from rasterio.windows import Window as RioWindow
 
     rio_window = None if window is None else RioWindow(window.col0, window.row0, window.shape[1], window.shape[0])
+    def band(ds) -> np.ndarray:
+        if ds.count < 1 or not (1 <= ds.height <= MAX_TILE_SIDE and 1 <= ds.width <= MAX_TILE_SIDE):
+            raise ArchiveError(storage.describe(key), f"a landmask of {ds.count} bands of {ds.height}x{ds.width} "
+                                                      f"pixels is not a tile's (one band, sides 1..{MAX_TILE_SIDE})")
+        return ds.read(1, window=rio_window)
+
     path = storage.local_path(key)
     try:
         if path is not None:
             with rasterio.open(path) as ds:
-                return ds.read(1, window=rio_window)
+                return band(ds)
         with MemoryFile(storage.read(key)) as mem, mem.open() as ds:
-            return ds.read(1, window=rio_window)
-    except RasterioIOError as e:
+            return band(ds)
+    except (RasterioError, ValueError) as e:  # GDAL's errors on a damaged file; MemoryFile's on bytes of no format
         raise ArchiveError(storage.describe(key), f"not a readable GeoTIFF landmask: {e}") from e
