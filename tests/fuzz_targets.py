@@ -203,8 +203,8 @@ def zarr_json(work: Path, examples: int) -> None:
     from transcode.storage.local import LocalStorage
 
     _, store = tiny_store(work)
-    docs = ["zarr.json", "utm30/zarr.json", "utm30/embeddings/zarr.json", "utm30/scales/zarr.json",
-            "utm30/x/zarr.json"]
+    zone = _zone(store)
+    docs = ["zarr.json"] + [f"{zone}/{node}zarr.json" for node in ("", "embeddings/", "scales/", "x/", "time/")]
     originals = {k: json.loads((store / k).read_text()) for k in docs}
 
     @run(examples)
@@ -216,6 +216,11 @@ def zarr_json(work: Path, examples: int) -> None:
             no_internal_findings(typed(lambda: transcode.validate(str(store), level="structure"), key))
 
     check()
+
+
+def _zone(store: Path) -> str:
+    """The first zone group of the store."""
+    return min(p.name for p in store.glob("utm*"))
 
 
 def _shard_keys(store: Path) -> list[str]:
@@ -333,7 +338,7 @@ def mirror_checkpoints(work: Path, examples: int) -> None:
     copy = work / "copy"
     if not copy.exists():
         shutil.copytree(store, copy)
-        (copy / "utm30/x/c/0").write_bytes(b"changed")  # one difference, so there is a record to stop on
+        (copy / _zone(store) / "x/c/0").write_bytes(b"changed")  # one difference, so there is a record to stop on
     state = work / "state.json"
 
     def stop(record):

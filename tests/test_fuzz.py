@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).with_name("fuzz_targets.py")
 FULL_EXAMPLES = 2000
 # CI counts: cheap parsers get more cases; targets that run a verb per case (validate, inventory, plan,
 # verify-mirrors) fewer
-CI_EXAMPLES = {"npy_headers": 300, "landmask_headers": 150, "mirrors_files": 300, "journal_entries": 100,
+CI_EXAMPLES = {"npy_headers": 200, "landmask_headers": 100, "mirrors_files": 150, "journal_entries": 100,
                "zarr_json": 40, "shard_indexes": 30, "store_manifest": 25, "mirror_checkpoints": 25,
                "mirror_manifest_files": 25, "registries": 30, "inventory_parquet": 50}
 # the address space a target may use: imports and thread stacks take ~2.7 GB of it, a tile ~160 MB
