@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from fuzzing import mutated_bytes, mutated_json, mutated_json_bytes
+from fuzzing import mutated_bytes, mutated_json_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,7 +67,7 @@ class Restore:
         self.path.write_bytes(data)
         return self
 
-    def __enter__(self) -> Restore:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -144,7 +144,7 @@ def npy_headers(work: Path, examples: int) -> None:
             return
         h, w = tile.shape[:2]
         for window in (Window(0, min(h, 2), 0, min(w, 3)), Window(h - 1, h, 0, w)):
-            typed(lambda: tile.read(window), key)
+            typed(lambda window=window: tile.read(window), key)
 
     check()
 

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import transcode
 from convert_helpers import SHARD_KEY, check_complete_shard, cli, cli_json, tree_digests, tree_state
 
+import transcode
 from transcode.errors import ArchiveError
 from transcode.format.manifest import MANIFEST_KEY
 from transcode.format.sidecar import SETTINGS_KEY
@@ -31,11 +31,11 @@ NOTHING_VISIBLE = "no manifest, no temporary file, every shard present complete"
 # fault -> (verb, exit code, what is left behind); the tests below assert these
 OUTCOMES = {
     "disk full while writing a shard": ("convert", 2, NOTHING_VISIBLE + "; resumes byte-identical"),
-    "disk full while writing the manifest": ("convert", 2, "shards and journal kept, no manifest, no temporary "
-                                                           "file; resumes byte-identical"),
+    "disk full while writing the manifest": ("convert", 2, ("shards and journal kept, no manifest, no temporary "
+                                                            "file; resumes byte-identical")),
     "read-only store": ("convert", 2, "store unchanged; resumes byte-identical"),
-    "source tile shrank after the inventory": ("convert", 1, NOTHING_VISIBLE + "; source untouched; resumes "
-                                                             "byte-identical once the tile is whole"),
+    "source tile shrank after the inventory": ("convert", 1, (NOTHING_VISIBLE + "; source untouched; resumes "
+                                                              "byte-identical once the tile is whole")),
     "source tile changed while read": ("tile read", None, "ArchiveError naming the file"),
 }
 
@@ -66,7 +66,7 @@ def tmpfs(path: Path, kib: int):
     """A tmpfs of `kib` KiB mounted at path (root only), unmounted afterwards."""
     path.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], capture_output=True,
-                       text=True)
+                       text=True, check=False)
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {r.stderr.strip()}")
     try:
@@ -143,12 +143,18 @@ def test_disk_full_while_writing_a_shard(archive, reference, tmp_path):
     assert tree_state(archive) == source_before
 
 
+@contextmanager
+def finished_on_tmpfs(archive: Path, reference: Path, where: Path):
+    """A finished store on a tmpfs twice its size: (mount point, store, the store's size in KiB)."""
+    total_kib = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file()) // 1024
+    with tmpfs(where, total_kib * 2) as mnt:
+        convert(archive, mnt / "store")
+        yield mnt, mnt / "store", total_kib
+
+
 def test_disk_full_while_writing_the_manifest(archive, reference, tmp_path):
     verb, code, _ = OUTCOMES["disk full while writing the manifest"]
-    total_kib = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file()) // 1024
-    with tmpfs(tmp_path / "mnt", total_kib * 2) as mnt:
-        store = mnt / "store"
-        convert(archive, store)
+    with finished_on_tmpfs(archive, reference, tmp_path / "mnt") as (mnt, store, total_kib):
         # a run that stopped just before the manifest, on a disk with not one page left for it
         (store / MANIFEST_KEY).unlink()
         remount(mnt, f"size={used_kib(mnt)}k")
@@ -167,10 +173,7 @@ def test_disk_full_while_writing_the_manifest(archive, reference, tmp_path):
 
 def test_read_only_store(archive, reference, tmp_path):
     verb, code, _ = OUTCOMES["read-only store"]
-    total_kib = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file()) // 1024
-    with tmpfs(tmp_path / "mnt", total_kib * 2) as mnt:
-        store = mnt / "store"
-        convert(archive, store)
+    with finished_on_tmpfs(archive, reference, tmp_path / "mnt") as (mnt, store, _):
         journal = sorted((store / ".tessera/journal").rglob("*.json"))
         for entry in journal[:2]:  # two shards to redo, as after an interrupted run
             entry.unlink()

@@ -45,14 +45,20 @@ def read_entries(store: Storage, keys: Iterable[str], workers: int = 16) -> dict
     keys = list(keys)
 
     def one(k: str) -> list[ObjectRecord]:
+        def unusable(why: str) -> StoreError:
+            return StoreError(store.describe(k), f"not a journal entry ({why}); delete it and convert again to "
+                              "rewrite its shard")
+
         try:
             doc = json.loads(store.read(k))
-            if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
-                raise ValueError("no 'objects' list")
+        except ValueError as e:
+            raise unusable(str(e)) from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
+            raise unusable("no 'objects' list")
+        try:
             return [ObjectRecord.from_dict(o) for o in doc["objects"]]
         except ValueError as e:
-            raise StoreError(store.describe(k), f"not a journal entry ({e}); delete it and convert again to "
-                             "rewrite its shard") from e
+            raise unusable(str(e)) from e
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(keys, pool.map(one, keys)))
