@@ -108,11 +108,11 @@ class ManifestReader:
         while True:
             try:
                 batch = next(batches, None)
-            except Exception as e:  # pyarrow raises several types for a damaged row group
+                cols = None if batch is None else batch.to_pydict()
+            except Exception as e:  # pyarrow raises several types for a damaged row group; strings not UTF-8
                 raise ValueError(f"unreadable row group: {e}") from e
-            if batch is None:
+            if cols is None:
                 return
-            cols = batch.to_pydict()
             for i, key in enumerate(cols["key"]):
                 if key is None or cols["size"][i] is None or cols["md5"][i] is None or cols["crc32c"][i] is None:
                     raise ValueError(f"row {key!r} lacks its key, size, md5 or crc32c")

@@ -287,11 +287,12 @@ def write_inventory(inv: Inventory, path: str | Path) -> None:
 def read_inventory(path: str | Path) -> Inventory:
     """Load an inventory written by `write_inventory`, so later steps need not list the archive again; ArchiveError
     naming the file (and row) when it is not one."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, pa.ArrowException) as e:  # ArrowNotImplementedError for some damaged files
         raise ArchiveError(str(path), f"cannot read inventory: {e}") from e
     raw = (table.schema.metadata or {}).get(b"tessera-inventory")
     if raw is None:
@@ -305,7 +306,7 @@ def read_inventory(path: str | Path) -> Inventory:
         raise ArchiveError(str(path), f"inventory format {found} not supported (need {INVENTORY_FORMAT})")
     meta_types = {"source": str, "layout": str, "year_root": str, "landmask_root": (str, type(None)),
                   "verified_hashes": bool, "registries": list}
-    wrong = [k for k, t in meta_types.items() if not isinstance(meta.get(k), t)]
+    wrong = [k for k, t in meta_types.items() if k not in meta or not isinstance(meta[k], t)]
     if wrong:
         raise ArchiveError(str(path), f"tessera-inventory metadata lacks or mistypes {', '.join(wrong)}")
     schema = _schema()
@@ -314,7 +315,11 @@ def read_inventory(path: str | Path) -> Inventory:
                            f"{', '.join(schema.names)} or have other types")
     tiles, masks, problems = [], [], []
     tile_fields = list(TileRecord.__dataclass_fields__)
-    for i, row in enumerate(table.to_pylist()):
+    try:
+        rows = table.to_pylist()
+    except ValueError as e:  # strings that are not UTF-8
+        raise ArchiveError(str(path), f"unreadable values: {e}") from e
+    for i, row in enumerate(rows):
         kind = row["record"]
         try:
             if kind == "tile":
