@@ -251,12 +251,24 @@ def shard_indexes(work: Path, examples: int) -> None:
         mutated_bytes((store / k).read_bytes(), -index_nbytes),
         st.lists(ints, min_size=0, max_size=8).map(lambda raw: forged(k, raw, 64)))))
 
+    copy = work / "copy"  # the mirror verifier compares the damaged index with this intact one
+    if not copy.exists():
+        shutil.copytree(store, copy)
+
+    def verify():
+        return transcode.verify_mirrors([f"a={store}", f"b={copy}"], level="zarr", restart=True, concurrency=2,
+                                        state=str(work / "state.json"))
+
     @run(examples)
-    @given(cases, st.sampled_from(["structure", "content"]))
+    @given(cases, st.sampled_from(["structure", "content", "mirrors"]))
     def check(case, level):
         key, data = case
         with Restore(store / key)(data):
-            no_internal_findings(typed(lambda: transcode.validate(str(store), level=level, sample=4, seed=1), key))
+            if level == "mirrors":
+                typed(verify, key)
+            else:
+                no_internal_findings(typed(lambda: transcode.validate(str(store), level=level, sample=4, seed=1),
+                                           key))
 
     check()
 
