@@ -192,6 +192,7 @@ def read_landmask(storage: Storage, key: str, window: Window | None = None) -> n
     from rasterio.windows import Window as RioWindow
 
     rio_window = None if window is None else RioWindow(window.col0, window.row0, window.shape[1], window.shape[0])
+
     def band(ds) -> np.ndarray:
         if ds.count < 1 or not (1 <= ds.height <= MAX_TILE_SIDE and 1 <= ds.width <= MAX_TILE_SIDE):
             raise ArchiveError(storage.describe(key), f"a landmask of {ds.count} bands of {ds.height}x{ds.width} "
