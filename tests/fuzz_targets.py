@@ -412,18 +412,28 @@ REGISTRY_FILES = ["registry/embeddings_2024.txt", "registry/landmasks.txt", "reg
 
 @target
 def registries(work: Path, examples: int) -> None:
+    from transcode.testing.synthetic import make_legacy_archive
+
     archive, _ = tiny_store(work)
-    forms = [k for k in REGISTRY_FILES if (archive / k).exists()]
-    forms += sorted(p.relative_to(archive).as_posix() for p in archive.rglob("SHA256*"))
-    assert len(forms) >= 6, forms
-    bases = {k: (archive / k).read_bytes() for k in forms}
+    # the incumbent's other forms: registries naming files by s3:// URL, the keyless local landmask registry
+    other = work / "archive-s3-paths"
+    if not other.exists():
+        make_legacy_archive(other, years=(2024,), tiles=["grid_0.05_83.95"], seed=5, registry_paths="s3",
+                            landmask_registry="keyless")
+    forms = []
+    for root in (archive, other):
+        found = [k for k in REGISTRY_FILES if (root / k).exists()]
+        found += sorted(p.relative_to(root).as_posix() for p in root.rglob("SHA256*"))
+        assert len(found) >= 6, found
+        forms += [(root, k) for k in found]
+    bases = {form: (form[0] / form[1]).read_bytes() for form in forms}
 
     @run(examples)
-    @given(st.sampled_from(forms).flatmap(lambda k: st.tuples(st.just(k), mutated_bytes(bases[k]))))
+    @given(st.sampled_from(forms).flatmap(lambda f: st.tuples(st.just(f), mutated_bytes(bases[f]), st.booleans())))
     def check(case):
-        key, data = case
-        with Restore(archive / key)(data):
-            report = typed(lambda: transcode.inventory(str(archive), concurrency=2), key)
+        (root, key), data, verify = case
+        with Restore(root / key)(data):  # hashes are parsed with verify_hashes only
+            report = typed(lambda: transcode.inventory(str(root), concurrency=2, verify_hashes=verify), key)
             if not isinstance(report, TranscodeError):
                 json.dumps(report.to_json())
 
@@ -432,43 +442,75 @@ def registries(work: Path, examples: int) -> None:
 
 @target
 def inventory_parquet(work: Path, examples: int) -> None:
+    import dataclasses
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from transcode.legacy.inventory import read_inventory, write_inventory
+    from transcode.legacy.problems import INFO, WARNING, Problem
+
     archive, _ = tiny_store(work)
     path = work / "inventory.parquet"
-    transcode.inventory(str(archive), out=str(path))
+    transcode.inventory(str(archive), out=str(path), verify_hashes=True)  # tile, landmask and hash columns
+    inv = read_inventory(path)
+    problems = [Problem("registry.parquet", "example", "a warning row", WARNING),
+                Problem(inv.key(2024, "grid_0.05_83.95"), "example", "an info row", INFO, 2024, "grid_0.05_83.95")]
+    write_inventory(dataclasses.replace(inv, problems=inv.problems + problems), path)  # and problem rows
     base = path.read_bytes()
-    table = pq.read_table(io.BytesIO(base))
+    source = pq.ParquetFile(io.BytesIO(base))
+    groups = [source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)]
+    assert len(groups) == 3, groups  # tiles, landmasks, problems: one kind of record per row group
+    table = source.read()
+    numbers = [-(2**31), -1, 0, 1, 9, 10, 60, 61, 4096, 4097, 9999, 2**31 - 1]
+    interesting = st.one_of(st.none(), st.sampled_from(numbers), st.text(max_size=70),
+                            st.sampled_from(["grid_0.15_83.95", "grid_0.05_-83.95", "f" * 64, "tile", "landmask",
+                                             "problem", "info"]))
+
+    def parquet_bytes(t: pa.Table) -> bytes:
+        """The table as Parquet in the inventory's row groups."""
+        buf = io.BytesIO()
+        with pq.ParquetWriter(buf, t.schema) as w:
+            start = 0
+            for n in groups:
+                w.write_table(t.slice(start, n))
+                start += n
+        return buf.getvalue()
 
     @st.composite
     def edited_table(draw) -> bytes:
-        """The inventory with a column dropped, nulled, retyped or given other values (metadata kept)."""
+        """The inventory with a column dropped, nulled, retyped or given other values, or one value changed
+        (metadata and row groups kept, so the edit reaches the row checks)."""
         t = table
         name = draw(st.sampled_from(t.column_names))
         i = t.column_names.index(name)
-        op = draw(st.sampled_from(["drop", "null", "string", "values"]))
+        field = t.schema.field(i)
+        op = draw(st.sampled_from(["drop", "null", "string", "values", "one", "one", "one"]))
         if op == "drop":
             t = t.remove_column(i)
         elif op == "null":
-            t = t.set_column(i, name, pa.nulls(len(t), t.schema.field(i).type))
+            t = t.set_column(i, name, pa.nulls(len(t), field.type))
         elif op == "string":
             t = t.set_column(i, name, pa.array([draw(st.text(max_size=8)) for _ in range(len(t))]))
-        else:
+        elif op == "values":
             values = draw(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=len(t), max_size=len(t)))
             t = t.set_column(i, name, pa.array(values, pa.int64()))
-        buf = io.BytesIO()
-        pq.write_table(t, buf)
-        return buf.getvalue()
+        else:
+            values = t.column(i).to_pylist()
+            row = draw(st.integers(0, len(t) - 1))
+            values[row] = draw(interesting)
+            try:
+                column = pa.array(values, field.type)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):  # the value is not of the column's type
+                return draw(edited_table())
+            t = t.set_column(i, field, column)
+        return parquet_bytes(t)
 
     meta = json.loads(table.schema.metadata[b"tessera-inventory"])
 
     @st.composite
     def edited_metadata(draw) -> bytes:
-        buf = io.BytesIO()
-        raw = draw(mutated_json_bytes(meta))
-        pq.write_table(table.replace_schema_metadata({b"tessera-inventory": raw}), buf)
-        return buf.getvalue()
+        return parquet_bytes(table.replace_schema_metadata({b"tessera-inventory": draw(mutated_json_bytes(meta))}))
 
     @run(examples)
     @given(st.one_of(mutated_bytes(base), mutated_bytes(base, -600), edited_table(), edited_metadata()))
