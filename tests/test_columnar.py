@@ -117,21 +117,11 @@ def _edited(saved, tmp_path, column: str, row: int, value):
     return out
 
 
-def _east(name: str) -> str:
-    """The name of the tile a 0.1° step east."""
-    from transcode.format.grid import parse_tile_name, tile_name
-
-    t = parse_tile_name(name)
-    return tile_name((t.lon_i + 10) / 100, t.lat_i / 100)
-
-
 # (column, the row: a usable tile, a landmask after the first or a problem, the new value and the message, given
 # the row as it was)
 DAMAGES = [
     ("year", "tile", lambda r: (12345, "year 12345 is not a year")),
     ("lon_i", "tile", lambda r: (6, f"lon_i=6, lat_i={r['lat_i']} is not a 0.1° tile centre")),
-    ("tile", "tile", lambda r: (_east(r["tile"]),
-                                (f"tile '{_east(r['tile'])}' does not lie at lon_i={r['lon_i']}, lat_i={r['lat_i']}"))),
     ("zone", "tile", lambda r: (r["zone"] % 60 + 1,
                                 (f"zone {r['zone'] % 60 + 1}, but lon_i={r['lon_i']} lies in zone {r['zone']}"))),
     ("height", "tile", lambda r: (0, f"a usable tile of impossible shape 0x{r['width']}")),

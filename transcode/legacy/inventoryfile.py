@@ -156,8 +156,8 @@ def read_inventory(path: str | Path) -> Inventory:
     tdt, mdt = tile_dtype(hashed), landmask_dtype(hashed)
     tiles, masks, problems = RowBuffer(tdt), RowBuffer(mdt), []
     hashes = ["embeddings_sha256", "scales_sha256"] if hashed else []
-    wanted = {"tile": ["tile", *_TILE_INTS, "usable", "landmask_key", *hashes],
-              "landmask": ["tile", "lon_i", "lat_i", "landmask_size", *(["landmask_sha256"] if hashed else [])],
+    wanted = {"tile": [*_TILE_INTS, "usable", "landmask_key", *hashes],
+              "landmask": ["lon_i", "lat_i", "landmask_size", *(["landmask_sha256"] if hashed else [])],
               "problem": _PROBLEM_COLS}
     first = 0  # the row number of the row group's first row
     for group in range(pf.num_row_groups):  # each row group holds one kind of record (see write_inventory)
@@ -258,36 +258,17 @@ def _shown(column: tuple[np.ndarray, np.ndarray], i: int) -> str:
 
 
 def _cells(part) -> tuple[np.ndarray, np.ndarray]:
-    """lon_i and lat_i of each row, checked: a 0.1° tile centre (an odd multiple of 0.05°) on the globe, and the
-    cell the row's tile name says."""
+    """lon_i and lat_i of each row, checked: a 0.1° tile centre (an odd multiple of 0.05°) on the globe. (Names
+    and keys are derived from them: the stored ones are not read.)"""
     lon_c, lat_c = _column(part, "lon_i"), _column(part, "lat_i")
     (lon, has_lon), (lat, has_lat) = lon_c, lat_c
     _require(has_lon & has_lat & (lon % 10 == 5) & (lat % 10 == 5) & (np.abs(lon) < 18000) & (np.abs(lat) < 9000),
              lambda i: f"lon_i={_shown(lon_c, i)}, lat_i={_shown(lat_c, i)} is not a 0.1° tile centre")
-    names_col = part.column("tile").combine_chunks()
-    _require(_names_agree(names_col, lon, lat),
-             lambda i: f"tile {names_col[i].as_py()!r:.40} does not lie at lon_i={lon[i]}, lat_i={lat[i]}")
     return lon, lat
 
 
-def _names_agree(col, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Whether each `grid_X_Y` name is the cell (lon_i, lat_i), parsed by Arrow (no Python string per row)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    parts = pc.extract_regex(col, _NAME_PATTERN)  # null where the name is not of the form
-    ok = pc.is_valid(parts).to_numpy(zero_copy_only=False)
-    for field, want in (("lon", lon), ("lat", lat)):
-        got = pc.round(pc.multiply(pc.cast(pc.struct_field(parts, field), pa.float64()), 100.0))
-        ok &= _equal(got, pa.array(want, pa.float64()))
-    return ok
-
-
-_NAME_PATTERN = r"^grid_(?P<lon>-?(?:0|[1-9][0-9]{0,2})\.[0-9]{2})_(?P<lat>-?(?:0|[1-9][0-9]?)\.[0-9]{2})$"
-
-
 def _tile_rows(part, dtype: np.dtype, hashes: list[str]) -> np.ndarray:
-    """Tile rows of one row group as table rows, each checked: cell and name, year, zone, usable flag; sizes,
+    """Tile rows of one row group as table rows, each checked: cell, year, zone, usable flag; sizes,
     shapes and offsets absent or not negative, and for a usable tile present, its shape a tile's, its offsets
     past a .npy header and its files long enough for both."""
     import pyarrow.compute as pc
@@ -329,7 +310,7 @@ def _tile_rows(part, dtype: np.dtype, hashes: list[str]) -> np.ndarray:
 
 
 def _landmask_rows(part, dtype: np.dtype, hashed: bool) -> np.ndarray:
-    """Landmask rows of one row group, each checked: cell and name, a size."""
+    """Landmask rows of one row group, each checked: cell and size."""
     m = np.zeros(len(part), dtype)
     m["lon_i"], m["lat_i"] = _cells(part)
     size, has_size = _column(part, "landmask_size")
