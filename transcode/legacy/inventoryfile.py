@@ -4,6 +4,7 @@ in batches of rows so that neither side holds a Python object per tile-year."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +229,7 @@ class _BadRow(Exception):
         self.row, self.reason = row, reason
 
 
-def _require(ok: np.ndarray, why) -> None:
+def _require(ok: np.ndarray, why: Callable[[int], str]) -> None:
     """_BadRow at the first row where `ok` is False; `why(row)` says what is wrong with it."""
     bad = np.flatnonzero(~ok)
     if len(bad):
