@@ -9,6 +9,23 @@ if _TESTS_DIR not in sys.path:  # "import s3servers" under any --import-mode
 
 import s3servers  # noqa: E402
 
+# ---------------------------------------------------------------- full runs of the fuzz and kill-soak tests
+# CI runs the parser fuzz targets and the kill soaks with small default counts; `--fuzz-full` (or
+# TESSERA_FUZZ_FULL=1) runs the full counts (thousands of cases per parser, 20+ kills per soak).
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-full", action="store_true", default=False,
+                     help="full fuzz and kill-soak counts instead of CI's small defaults (env TESSERA_FUZZ_FULL=1)")
+
+
+@pytest.fixture(scope="session")
+def fuzz_full(request) -> bool:
+    """True for the full fuzz and soak counts."""
+    import os
+
+    return request.config.getoption("--fuzz-full") or os.environ.get("TESSERA_FUZZ_FULL", "") not in ("", "0")
+
 # ---------------------------------------------------------------- S3 test servers
 # Real S3 servers on 127.0.0.1, one of each per session (see tests/s3servers.py).
 # rgw_server / moto_server -> s3servers.S3Server; s3_server runs a test on both.

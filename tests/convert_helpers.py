@@ -200,9 +200,10 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
     """Start `cmd` again and again and SIGKILL it at seeded random moments until `wanted` kills hit mid-run.
 
     The first kill comes after a random delay (it may land in start-up or metadata writing); later ones after
-    the journal has grown by a random number of shards (at most a quarter of what is left), then (if given)
-    once `kill_when()` holds, plus a random `extra_delay`, so that each kill lands while shards are being
-    written and every run makes some progress.
+    the journal has grown by a random number of shards (at most a quarter of what is left, less when many kills
+    are still wanted), then (if given) once `kill_when()` holds, plus a random `extra_delay`, so that each kill
+    lands while shards are being written and every run makes some progress, as long as there are more shards
+    left than kills wanted (after that a run may be killed before it finishes a shard).
     A run that exits by itself must exit 0 (then the conversion is complete and the loop stops). Each kill records
     how many of the run's child processes outlived it by SURVIVOR_GRACE seconds (and kills them)."""
     rng = random.Random(seed)
@@ -217,7 +218,9 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
         if attempt == 0:
             target, extra = None, rng.uniform(*first_delay)
         else:
-            target, extra = before + rng.randint(1, max(1, (total - before) // 4)), rng.uniform(*extra_delay)
+            left, kills_left = total - before, wanted - len(log.mid_run())
+            step = rng.randint(1 if left > kills_left else 0, max(1, left // max(4, 2 * kills_left)))
+            target, extra = before + step, rng.uniform(*extra_delay)
         with tempfile.TemporaryFile() as err:
             t0 = time.monotonic()
             proc = subprocess.Popen(list(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ the sparse scale generator writes archives the inventory calls clean."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,98 @@ def test_plan_from_a_saved_inventory_equals_the_plan_from_the_listing(small, tmp
     for task in a.tasks:  # overlap order: canonical within each shard
         order = [(p.year, p.lat_i, p.lon_i) for p in task.placements]
         assert order == sorted(order)
+
+
+@pytest.fixture(scope="module")
+def saved(small, tmp_path_factory):
+    """A saved inventory of the small archive (hashes, a problem) and its row groups' sizes."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path_factory.mktemp("saved") / "inv.parquet"
+    write_inventory(build_inventory(open_archive(small), verify_hashes=True), path)
+    pf = pq.ParquetFile(path)
+    return path, pf.read(), [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+
+
+def _edited(saved, tmp_path, column: str, row: int, value):
+    """The saved inventory with one value changed, written in the same row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, table, groups = saved
+    values = table.column(column).to_pylist()
+    values[row] = value
+    i = table.column_names.index(column)
+    table = table.set_column(i, table.schema.field(i), pa.array(values, table.schema.field(i).type))
+    out = tmp_path / "edited.parquet"
+    with pq.ParquetWriter(out, table.schema) as w:
+        start = 0
+        for n in groups:
+            w.write_table(table.slice(start, n))
+            start += n
+    return out
+
+
+# (column, the row: a usable tile, a landmask after the first or a problem, the new value and the message, given
+# the row as it was)
+DAMAGES = [
+    ("year", "tile", lambda r: (12345, "year 12345 is not a year")),
+    ("lon_i", "tile", lambda r: (6, f"lon_i=6, lat_i={r['lat_i']} is not a 0.1° tile centre")),
+    ("zone", "tile", lambda r: (r["zone"] % 60 + 1,
+                                (f"zone {r['zone'] % 60 + 1}, but lon_i={r['lon_i']} lies in zone {r['zone']}"))),
+    ("height", "tile", lambda r: (0, f"a usable tile of impossible shape 0x{r['width']}")),
+    ("scales_offset", "tile", lambda r: (None, "scales_offset null of a usable tile is not a .npy header's length")),
+    ("embeddings_size", "tile",
+     lambda r: (1000, "embeddings_size 1000 of a usable tile is less than its header and shape need")),
+    ("embeddings_sha256", "tile", lambda r: ("z" * 64, "embeddings_sha256 b'zzzz")),
+    ("usable", "tile", lambda r: (None, "no usable flag")),
+    ("landmask_size", "landmask", lambda r: (-3, "landmask_size -3 is missing or negative")),
+    ("lat_i", "landmask", lambda r: (9005, f"lon_i={r['lon_i']}, lat_i=9005 is not a 0.1° tile centre")),
+    ("record", "landmask", lambda r: ("tile", "a 'tile' record in a row group of 'landmask' records")),
+    ("problem_severity", "problem", lambda r: ("fatal", "a problem needs its path, kind, message and a severity")),
+]
+
+
+@pytest.mark.parametrize("column, where, damage", DAMAGES, ids=[f"{w}-{c}" for c, w, _ in DAMAGES])
+def test_a_damaged_saved_inventory_names_the_file_and_row(saved, tmp_path, column, where, damage):
+    from transcode.errors import ArchiveError
+
+    _, table, _ = saved
+    rows = table.to_pylist()
+    if where == "tile":
+        row = next(i for i, r in enumerate(rows) if r["record"] == "tile" and r["usable"])
+    else:  # not the first of its row group, so the group's kind is still `where`
+        row = [r["record"] for r in rows].index(where) + (where == "landmask")
+    assert rows[row]["record"] == where
+    value, message = damage(rows[row])
+    path = _edited(saved, tmp_path, column, row, value)
+    with pytest.raises(ArchiveError) as e:
+        read_inventory(path)
+    assert str(e.value).startswith(f"{path}: row {row}: {message}"), str(e.value)
+
+
+def test_a_saved_inventory_with_strings_that_are_not_utf8_or_bad_metadata_is_refused(saved, tmp_path):
+    import pyarrow.parquet as pq
+
+    from transcode.errors import ArchiveError
+
+    _, table, groups = saved
+    kinds = table.column("record").to_pylist()
+    edited = _edited(saved, tmp_path, "problem_message", kinds.index("problem"), "message \u00e9")
+    data = edited.read_bytes().replace("message \u00e9".encode(), b"message \xff\xfe")
+    edited.write_bytes(data)
+    with pytest.raises(ArchiveError, match=rf"{re.escape(str(edited))}: row group {len(groups) - 1} \(from row \d+\): "
+                                           "unreadable values"):
+        read_inventory(edited)
+    meta = json.loads(table.schema.metadata[b"tessera-inventory"])
+    for key, bad, said in (("dataset", {"version": "one", "variant": "vultr"}, "dataset: version 'one'"),
+                           ("layout", "tree", "lacks or mistypes layout"),
+                           ("registries", [1], "lacks or mistypes registries")):
+        out = tmp_path / f"{key}.parquet"
+        pq.write_table(table.replace_schema_metadata({b"tessera-inventory": json.dumps({**meta, key: bad})}), out)
+        with pytest.raises(ArchiveError, match=said) as e:
+            read_inventory(out)
+        assert str(out) in str(e.value)
 
 
 def test_convert_builds_the_first_shard_before_the_last_pass_is_planned(small, tmp_path, monkeypatch):

@@ -35,6 +35,14 @@ LOCAL_LAYOUT = ["--shard-size", "256", "--chunk-size", "32"]
 LOCAL_CHUNKS_PER_SHARD = (256 // 32) ** 2
 # bigger shards on S3 so that embeddings shards exceed the 5 MiB part size (multipart uploads)
 S3_LAYOUT = ["--shard-size", "1024", "--chunk-size", "32", "--part-size", "5"]
+# kills in a row before the final run: CI's default, and the soak's with --fuzz-full (TESSERA_FUZZ_FULL=1)
+CI_KILLS, FULL_KILLS = 4, 20
+
+
+def _enough_kills(log, wanted: int, full: bool) -> None:
+    """The soak killed a running conversion `wanted` times (CI tolerates one run that finished first)."""
+    mid = log.mid_run()
+    assert len(mid) >= (wanted if full else wanted - 1), f"only {len(mid)} kills hit a running conversion: {log}"
 
 
 def _manifest_rows(data: bytes) -> list[dict]:
@@ -66,15 +74,16 @@ def reference_store(small_archive, tmp_path_factory):
     return store, report
 
 
-def test_kill_and_resume_locally_is_byte_identical(small_archive, reference_store, tmp_path):
+def test_kill_and_resume_locally_is_byte_identical(small_archive, reference_store, tmp_path, fuzz_full):
     ref, ref_report = reference_store
     total = ref_report["shards_planned"]
     store = tmp_path / "store"
+    wanted = FULL_KILLS if fuzz_full else CI_KILLS
     log = kill_at_random_moments(_convert_cmd(small_archive, store, *LOCAL_LAYOUT), total=total, seed=1234,
-                                 done=lambda: local_journal_count(store),
+                                 done=lambda: local_journal_count(store), wanted=wanted, max_attempts=wanted * 3,
                                  leftovers=lambda: len(partial_files(store)))
+    _enough_kills(log, wanted, fuzz_full)
     mid = log.mid_run()
-    assert len(mid) >= 3, f"only {len(mid)} kills hit a running conversion: {log}"
     assert any(0 < k.done_at_kill for k in mid), log
     # the kills hit shard writing, not just start-up: some left a temporary file behind for the next run to clean
     assert any(k.leftovers for k in mid), log
@@ -163,10 +172,12 @@ def test_kill_and_resume_with_depths_and_statistics_is_byte_identical(small_arch
     assert diff == [], f"{len(diff)} objects differ from the uninterrupted run: {diff[:10]}"
 
 
-def test_kill_and_resume_on_ceph_rgw_is_byte_identical(rgw_server, tmp_path_factory):
+def test_kill_and_resume_on_ceph_rgw_is_byte_identical(rgw_server, tmp_path_factory, fuzz_full):
     server = rgw_server
     source = tmp_path_factory.mktemp("rgw-src") / "archive"
-    make_legacy_archive(source, years=(2023, 2024), preset="tiny", seed=22)
+    # the full soak's 20 kills each land while a multipart upload is open: it needs more shards big enough for
+    # multipart uploads (about 4 of every 6 here) than kills
+    make_legacy_archive(source, years=range(2019, 2025) if fuzz_full else (2023, 2024), preset="tiny", seed=22)
     local_ref = tmp_path_factory.mktemp("rgw-ref") / "store"
     ref_report = cli_json("convert", str(source), str(local_ref), *S3_LAYOUT, "--no-progress")
     total = ref_report["shards_planned"]
@@ -180,12 +191,14 @@ def test_kill_and_resume_on_ceph_rgw_is_byte_identical(rgw_server, tmp_path_fact
     def open_uploads():
         return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
+    wanted = FULL_KILLS if fuzz_full else CI_KILLS
     log = kill_at_random_moments(_convert_cmd(source, url, *S3_LAYOUT, *s3), env=server.env(), total=total,
-                                 seed=99, wanted=4, done=lambda: s3_journal_count(client, bucket, prefix),
+                                 seed=99, wanted=wanted, max_attempts=wanted * 3,
+                                 done=lambda: s3_journal_count(client, bucket, prefix),
                                  kill_when=lambda: bool(open_uploads()), leftovers=lambda: len(open_uploads()),
                                  poll=0.02)
+    _enough_kills(log, wanted, fuzz_full)
     mid = log.mid_run()
-    assert len(mid) >= 3, f"only {len(mid)} kills hit a running conversion: {log}"
     # some kills interrupted a multipart upload: the next run must abort it
     assert any(k.leftovers for k in mid), log
 

@@ -315,7 +315,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     nothing = not pending.changed and meta_written == 0 and store.exists(MANIFEST_KEY)
 
     manifest_written = False
-    if not nothing:
+    if not nothing and not failed:  # a manifest describes a finished store: none while a shard is missing
         remote = store.local_path("") is None
         records = chain((ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()),
                         iter_records(store, entry_keys(store)),

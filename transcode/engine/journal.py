@@ -10,6 +10,7 @@ from dataclasses import asdict
 from itertools import islice
 
 from transcode.engine.plan import ShardTask
+from transcode.errors import StoreError
 from transcode.format.manifest import ObjectRecord
 from transcode.format.sidecar import JOURNAL_PREFIX, journal_key, journal_shard, partial_key
 from transcode.storage import Storage
@@ -55,9 +56,22 @@ def entry_keys(store: Storage) -> Iterator[str]:
 
 def iter_records(store: Storage, keys: Iterable[str], workers: int = 16, batch: int = 1024) -> Iterator[ObjectRecord]:
     """The object records of these journal entries, read in parallel a batch of entries at a time (streamed:
-    nothing is kept once yielded)."""
+    nothing is kept once yielded); StoreError naming an entry that is not one."""
     def one(k: str) -> list[ObjectRecord]:
-        return [ObjectRecord(**o) for o in json.loads(store.read(k))["objects"]]
+        def unusable(why: str) -> StoreError:
+            return StoreError(store.describe(k), f"not a journal entry ({why}); delete it and convert again to "
+                              "rewrite its shard")
+
+        try:
+            doc = json.loads(store.read(k))
+        except ValueError as e:
+            raise unusable(str(e)) from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
+            raise unusable("no 'objects' list")
+        try:
+            return [ObjectRecord.from_dict(o) for o in doc["objects"]]
+        except ValueError as e:
+            raise unusable(str(e)) from e
 
     it = iter(keys)
     with ThreadPoolExecutor(max_workers=workers) as pool:

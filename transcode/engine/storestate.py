@@ -21,15 +21,18 @@ def read_zone_grids(store: Storage) -> dict[int, ZoneGrid]:
         return {}
     except ValueError as e:
         raise StoreError(store.describe("zarr.json"), f"not valid JSON: {e}") from e
-    nodes = (root.get("consolidated_metadata") or {}).get("metadata") or {}
+    consolidated = root.get("consolidated_metadata") if isinstance(root, dict) else None
+    nodes = (consolidated.get("metadata") if isinstance(consolidated, dict) else None) or {}
+    if not isinstance(nodes, dict):
+        raise StoreError(store.describe("zarr.json"), "consolidated_metadata.metadata is not an object")
     grids = {}
     for path, node in nodes.items():
         zone = group_zone(path)
-        if zone is None or node.get("node_type") != "group":
+        if zone is None or not isinstance(node, dict) or node.get("node_type") != "group":
             continue
         try:
             grids[zone] = grid_of(zone, node.get("attributes", {}))
-        except ValueError as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:  # a document edited or damaged by hand
             raise StoreError(store.describe(f"{path}/zarr.json"), f"zone group lacks a usable spatial: grid ({err})")
     return grids
 

@@ -142,7 +142,7 @@ def grid_of(zone: int, attrs: dict) -> ZoneGrid:
         _, _, c, _, _, f = transform
         h, w = attrs["spatial:shape"]
         origin_x, origin_y, height, width = float(c), float(f), int(h), int(w)
-    except (KeyError, ValueError, TypeError) as err:
+    except (KeyError, ValueError, TypeError, OverflowError) as err:  # OverflowError: an infinite shape
         raise ValueError(f"no usable spatial:transform/spatial:shape ({err!r})") from None
     problem = transform_problem(transform)
     if problem:

@@ -40,6 +40,19 @@ class ObjectRecord:
     part_size: int  # bytes per part of a multipart upload (what the ETag depends on)
 
     @classmethod
+    def from_dict(cls, doc: object) -> ObjectRecord:
+        """A record from its JSON form (a journal entry's object); ValueError naming the field when it is not one."""
+        if not isinstance(doc, dict) or set(doc) != set(COLUMNS):
+            raise ValueError(f"an object record needs exactly the fields {', '.join(COLUMNS)}")
+        for name in ("size", "part_size"):
+            if type(doc[name]) is not int or doc[name] < 0:
+                raise ValueError(f"object record field {name!r} must be a non-negative integer, got {doc[name]!r}")
+        for name in ("key", "md5", "crc32c", "etag"):
+            if not isinstance(doc[name], str) and not (name == "etag" and doc[name] is None):
+                raise ValueError(f"object record field {name!r} must be a string, got {doc[name]!r}")
+        return cls(**doc)
+
+    @classmethod
     def from_writer(cls, key: str, w: ObjectWriter, part_size: int) -> ObjectRecord:
         """The record of an object a streaming writer committed."""
         return cls(key, w.size, w.md5.hexdigest(), f"{w.crc:08x}", w.etag, part_size)
@@ -99,10 +112,20 @@ class ManifestReader:
         self.rows = self._pf.metadata.num_rows
 
     def records(self, after: str | None = None) -> Iterator[ObjectRecord]:
-        """Rows in file (key) order, starting after key `after`."""
-        for batch in self._pf.iter_batches(batch_size=4096, columns=list(COLUMNS)):
-            cols = batch.to_pydict()
+        """Rows in file (key) order, starting after key `after`; ValueError at a row group or row that is not one
+        (a file damaged past its footer, a missing key or size)."""
+        batches = self._pf.iter_batches(batch_size=4096, columns=list(COLUMNS))
+        while True:
+            try:
+                batch = next(batches, None)
+                cols = None if batch is None else batch.to_pydict()
+            except Exception as e:  # pyarrow raises several types for a damaged row group; strings not UTF-8
+                raise ValueError(f"unreadable row group: {e}") from e
+            if cols is None:
+                return
             for i, key in enumerate(cols["key"]):
+                if key is None or cols["size"][i] is None or cols["md5"][i] is None or cols["crc32c"][i] is None:
+                    raise ValueError(f"row {key!r} lacks its key, size, md5 or crc32c")
                 if after is not None and key <= after:
                     continue
                 yield ObjectRecord(key, int(cols["size"][i]), cols["md5"][i], cols["crc32c"][i], cols["etag"][i],

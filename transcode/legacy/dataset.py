@@ -63,17 +63,44 @@ class Dataset:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> Dataset:
-        """Inverse of `to_dict` (an inventory written before datasets were recorded reads as unknown)."""
-        if not d:
+    def from_dict(cls, d: object) -> Dataset:
+        """Inverse of `to_dict` (an inventory written before datasets were recorded reads as unknown); ValueError
+        naming the field that is not what `to_dict` writes."""
+        if d is None or d == {}:
             return cls(None, None, "unknown")
-        return cls(d.get("version"), d.get("variant"), d.get("source", "unknown"), bool(d.get("overridden")),
-                   tuple(Claim(**c) for c in d.get("claims", [])), tuple(Claim(**c) for c in d.get("conflicts", [])))
+        if not isinstance(d, dict):
+            raise ValueError(f"dataset: an object expected, got {d!r:.60}")  # noqa: TRY004 (a bad value, as below)
+        version, variant = d.get("version"), d.get("variant")
+        if (version is None) != (variant is None) or version is not None and (
+                not isinstance(version, str) or not isinstance(variant, str) or _normal(version) != version):
+            raise ValueError(f"dataset: version {version!r:.40} and variant {variant!r:.40} are not a dataset")
+        source, overridden = d.get("source", "unknown"), d.get("overridden", False)
+        if not isinstance(source, str) or not isinstance(overridden, bool):
+            raise ValueError("dataset: 'source' must be a string and 'overridden' true or false")  # noqa: TRY004
+        return cls(version, variant, source, overridden, _claims(d, "claims"), _claims(d, "conflicts"))
 
     def same_as(self, other: dict | Dataset) -> bool:
         """True when both name the same version and variant."""
         o = other.record() if isinstance(other, Dataset) else other
         return (self.version, self.variant) == (o.get("version"), o.get("variant"))
+
+
+def _normal(version: str) -> str | None:
+    """The version as `normalize_version` writes it, None when it is not one."""
+    try:
+        return normalize_version(version)
+    except ValueError:
+        return None
+
+
+def _claims(d: dict, name: str) -> tuple[Claim, ...]:
+    """A dataset record's list of claims; ValueError when it is not one."""
+    items = d.get(name, [])
+    fields = set(Claim.__dataclass_fields__)
+    if not isinstance(items, list) or not all(
+            isinstance(c, dict) and set(c) == fields and all(isinstance(v, str) for v in c.values()) for c in items):
+        raise ValueError(f"dataset: {name!r} must be a list of claims ({', '.join(sorted(fields))}: strings)")
+    return tuple(Claim(**c) for c in items)
 
 
 def normalize_version(text: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 from transcode.errors import ArchiveError
 from transcode.legacy.npyheader import (
     FIRST_READ,
+    MAX_TILE_SIDE,
     NpyHeader,
     NpyHeaderError,
     check_embeddings_header,
@@ -58,6 +59,7 @@ class NpyTileFile:
         if problems:
             raise ArchiveError(storage.describe(key), "; ".join(msg for _, msg in problems))
         self._fd: int | None = None
+        self._stamp: tuple[int, int] | None = None  # (size, mtime) of the open file, re-checked after each read
 
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
@@ -108,13 +110,33 @@ class NpyTileFile:
                 buffers.append(scratch)
             buffers.append(memoryview(out[r]).cast("B"))
         try:
-            if self._fd is None:
-                self._fd = os.open(path, os.O_RDONLY)
-            got = os.preadv(self._fd, buffers, start)
+            got = os.preadv(self._local_fd(path), buffers, start)
         except OSError as e:
             raise os_error(str(path), e, "read") from e
+        self._check_unchanged(path)
         if got != length or length != window.shape[0] * row_bytes + (window.shape[0] - 1) * gap:
             raise ArchiveError(str(path), f"truncated: wanted bytes {start}..{start + length - 1}, got {got} bytes")
+
+    def _local_fd(self, path) -> int:
+        """The file, opened on first use; its size must be what the header declares (as the inventory found it:
+        a tile of any other size is not placed), else it shrank or grew since."""
+        if self._fd is None:
+            fd = os.open(path, os.O_RDONLY)
+            st = os.fstat(fd)
+            if st.st_size != self.header.expected_size:
+                os.close(fd)
+                raise ArchiveError(str(path), f"changed since the inventory: {st.st_size} bytes, its header and shape "
+                                              f"need {self.header.expected_size}")
+            self._fd, self._stamp = fd, (st.st_size, st.st_mtime_ns)
+        return self._fd
+
+    def _check_unchanged(self, path) -> None:
+        """The file's size and mtime are still those it had when it was opened: bytes read while it was rewritten in
+        place would mix two versions."""
+        st = os.fstat(self._fd)
+        if (st.st_size, st.st_mtime_ns) != self._stamp:
+            raise ArchiveError(str(path), f"changed while it was read (size {self._stamp[0]} -> {st.st_size} bytes, "
+                                          "mtime changed): convert again once the source is stable")
 
     def _span(self, window: Window) -> tuple[int, int]:
         """(offset, length) of the contiguous byte span from the window's first to its last pixel."""
@@ -132,11 +154,10 @@ class NpyTileFile:
         if path is not None:
             data = np.empty(length, dtype=np.uint8)
             try:
-                if self._fd is None:
-                    self._fd = os.open(path, os.O_RDONLY)
-                got = os.preadv(self._fd, [data], start)
+                got = os.preadv(self._local_fd(path), [data], start)
             except OSError as e:
                 raise os_error(str(path), e, "read") from e
+            self._check_unchanged(path)
         else:
             data = self.storage.read_range(self.key, start, length)
             got = len(data)
@@ -166,17 +187,24 @@ class NpyTileFile:
 def read_landmask(storage: Storage, key: str, window: Window | None = None) -> np.ndarray:
     """A window (or all) of a landmask GeoTIFF as uint8, 0 = water; the object is small, read whole if remote."""
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import RasterioError
     from rasterio.io import MemoryFile
     from rasterio.windows import Window as RioWindow
 
     rio_window = None if window is None else RioWindow(window.col0, window.row0, window.shape[1], window.shape[0])
+
+    def band(ds) -> np.ndarray:
+        if ds.count < 1 or not (1 <= ds.height <= MAX_TILE_SIDE and 1 <= ds.width <= MAX_TILE_SIDE):
+            raise ArchiveError(storage.describe(key), f"a landmask of {ds.count} bands of {ds.height}x{ds.width} "
+                                                      f"pixels is not a tile's (one band, sides 1..{MAX_TILE_SIDE})")
+        return ds.read(1, window=rio_window)
+
     path = storage.local_path(key)
     try:
         if path is not None:
             with rasterio.open(path) as ds:
-                return ds.read(1, window=rio_window)
+                return band(ds)
         with MemoryFile(storage.read(key)) as mem, mem.open() as ds:
-            return ds.read(1, window=rio_window)
-    except RasterioIOError as e:
+            return band(ds)
+    except (RasterioError, ValueError) as e:  # GDAL's errors on a damaged file; MemoryFile's on bytes of no format
         raise ArchiveError(storage.describe(key), f"not a readable GeoTIFF landmask: {e}") from e

@@ -41,12 +41,18 @@ class Checkpoint:
         self.state: dict | None = None
         if not restart and self.path.exists():
             try:
-                state = json.loads(self.path.read_text())
-            except (OSError, ValueError) as e:
+                state = json.loads(self.path.read_bytes())
+            except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
                 raise UsageError(str(self.path), f"unreadable state file ({e}); use --restart to start over") from e
+            if not isinstance(state, dict):
+                raise self.unusable("not a JSON object")
             if state.get("fingerprint") != self.fp or state.get("version") != VERSION:
                 raise UsageError(str(self.path), "this state file belongs to another verification (other mirrors "
                                                  "or options); use --restart or another --state")
+            if not isinstance(state.get("watermark"), (str, type(None))):
+                raise self.unusable("its watermark is not a key")
+            if type(state.get("diffs_bytes", 0)) is not int or state.get("diffs_bytes", 0) < 0:
+                raise self.unusable("its diffs_bytes is not a byte count")
             self.state = state
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +64,10 @@ class Checkpoint:
             self._diffs = open(self.diffs_path, "ab")  # noqa: SIM115 - appended to for the whole run
         except OSError as e:
             raise UsageError(str(self.path), f"cannot write the state file: {e.strerror or e}") from e
+
+    def unusable(self, why: str) -> UsageError:
+        """The error for a state file (or its differences file) that holds no usable state."""
+        return UsageError(str(self.path), f"not a usable state file ({why}); use --restart to start over")
 
     @property
     def resumed(self) -> bool:
@@ -77,7 +87,13 @@ class Checkpoint:
         with open(self.diffs_path, "rb") as f:
             for line in f:
                 if line.strip():
-                    yield json.loads(line)
+                    try:
+                        record = json.loads(line)
+                    except ValueError as e:
+                        raise self.unusable(f"{self.diffs_path.name}: {e}") from e
+                    if not isinstance(record, dict):
+                        raise self.unusable(f"{self.diffs_path.name}: a line is not a JSON object")
+                    yield record
 
     def add(self, records: list[dict]) -> None:
         """Append committed differences."""

@@ -299,12 +299,15 @@ class Verifier:
             self._open_manifest()
         ckpt = Checkpoint(o.state, self.config(), o.restart)
         state = ckpt.state or {}
-        self.tally = Tally.from_json(state["tally"]) if ckpt.resumed else Tally.new(len(self.mirrors))
-        self._prev = [(m.requests, m.retries, dict(m.transient)) for m in self.tally.mirrors]
-        self.sample = Reservoir(o.sample or 0, o.seed, state.get("sample"))
+        try:
+            self.tally = Tally.from_json(state["tally"]) if ckpt.resumed else Tally.new(len(self.mirrors))
+            self._prev = [(m.requests, m.retries, dict(m.transient)) for m in self.tally.mirrors]
+            self.sample = Reservoir(o.sample or 0, o.seed, state.get("sample"))
+            for d in ckpt.earlier_differences():
+                reporter.difference(d)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a state file edited by hand
+            raise ckpt.unusable(f"{type(e).__name__}: {e}") from e
         resumed_from = ckpt.watermark
-        for d in ckpt.earlier_differences():
-            reporter.difference(d)
         if self.level >= 3:
             self.layout = ZarrLayout(self.read_meta)
         n = len(self.mirrors)

@@ -54,8 +54,11 @@ class ManifestFile:
         return None
 
     def iter_rows(self, after: str | None = None) -> Iterator[ObjectRecord]:
-        """Rows in key order (as written), starting after `after`."""
-        return self._reader.records(after)
+        """Rows in key order (as written), starting after `after`; StoreError where the file is damaged."""
+        try:
+            yield from self._reader.records(after)
+        except (ValueError, OSError) as e:
+            raise StoreError(self.where, f"not a readable store manifest: {e}") from e
 
     def close(self) -> None:
         """Remove the temporary copy."""

@@ -61,7 +61,16 @@ class Tally:
 
     @classmethod
     def from_json(cls, d: dict) -> Tally:
-        return cls([MirrorTally(**m) for m in d["mirrors"]], d["keys"], d["sampled"], d["escalated"])
+        """The tally a checkpoint saved; ValueError when a count is not a non-negative integer."""
+        t = cls([MirrorTally(**m) for m in d["mirrors"]], d["keys"], d["sampled"], d["escalated"])
+        counts = [t.keys, t.sampled, t.escalated]
+        for m in t.mirrors:
+            counts += [v for k, v in asdict(m).items() if k != "transient"] + list(m.transient.values())
+            if not all(isinstance(k, str) for k in m.transient):
+                raise ValueError("transient error counts must be keyed by cause")
+        if not all(type(c) is int and c >= 0 for c in counts):
+            raise ValueError("a count is not a non-negative integer")
+        return t
 
 
 def human_bytes(n: int) -> str:

@@ -100,7 +100,10 @@ def _attr_of(pointer: str | None) -> str | None:
 
 
 def _array_ok(node: Node | None) -> bool:
-    return node is not None and node.is_array and node.shape is not None
+    """An array whose shape (and dimension names, when it has them) the cross-checks can use; the document checks
+    report the others (a dimension name per dimension is a rule of the spec)."""
+    return (node is not None and node.is_array and node.shape is not None
+            and (node.dims is None or len(node.dims) == len(node.shape)))
 
 
 # ------------------------------------------------------------------------------------------ conventions
