@@ -11,6 +11,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from outcomes import soak
 from convert_helpers import (
     check_complete_shard,
     cli,
@@ -79,6 +80,7 @@ def test_kill_and_resume_locally_is_byte_identical(small_archive, reference_stor
     total = ref_report["shards_planned"]
     store = tmp_path / "store"
     wanted = FULL_KILLS if fuzz_full else CI_KILLS
+    t0 = time.monotonic()
     log = kill_at_random_moments(_convert_cmd(small_archive, store, *LOCAL_LAYOUT), total=total, seed=1234,
                                  done=lambda: local_journal_count(store), wanted=wanted, max_attempts=wanted * 3,
                                  leftovers=lambda: len(partial_files(store)))
@@ -111,6 +113,7 @@ def test_kill_and_resume_locally_is_byte_identical(small_archive, reference_stor
     assert again["nothing_to_do"] is True and again["shards_written"] == 0 and again["metadata_written"] == 0
     assert again["shards_already_done"] == total
     assert tree_state(store) == before
+    soak("local file system", log, wanted, time.monotonic() - t0)
 
 
 # A v2 conversion with nested depths and stretch statistics: the small archive read as dataset 2.0
@@ -145,6 +148,7 @@ def test_kill_and_resume_with_depths_and_statistics_is_byte_identical(small_arch
     assert ref_report["stretch"]["collected"] and len(zone_years) >= 2, ref_report["stretch"]
 
     store = tmp_path / "store"
+    t0 = time.monotonic()
     log = kill_at_random_moments(_v2_cmd(small_archive, store, 2), total=total, seed=4016,
                                  done=lambda: local_journal_count(store),
                                  leftovers=lambda: _zone_years_being_rebuilt(store))
@@ -170,6 +174,7 @@ def test_kill_and_resume_with_depths_and_statistics_is_byte_identical(small_arch
     assert MANIFEST_KEY in want
     diff = sorted(k for k in want if got[k] != want[k])
     assert diff == [], f"{len(diff)} objects differ from the uninterrupted run: {diff[:10]}"
+    soak("local file system, v2 with depths 4,16, 2 worker processes", log, 4, time.monotonic() - t0)
 
 
 def test_kill_and_resume_on_ceph_rgw_is_byte_identical(rgw_server, tmp_path_factory, fuzz_full):
@@ -192,6 +197,7 @@ def test_kill_and_resume_on_ceph_rgw_is_byte_identical(rgw_server, tmp_path_fact
         return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
     wanted = FULL_KILLS if fuzz_full else CI_KILLS
+    t0 = time.monotonic()
     log = kill_at_random_moments(_convert_cmd(source, url, *S3_LAYOUT, *s3), env=server.env(), total=total,
                                  seed=99, wanted=wanted, max_attempts=wanted * 3,
                                  done=lambda: s3_journal_count(client, bucket, prefix),
@@ -242,6 +248,7 @@ def test_kill_and_resume_on_ceph_rgw_is_byte_identical(rgw_server, tmp_path_fact
     again = cli_json("convert", str(source), url, *S3_LAYOUT, *s3, "--no-progress", env=server.env())
     assert again["nothing_to_do"] is True and again["shards_written"] == 0
     assert {k: (o["ETag"], o["LastModified"]) for k, o in s3_objects(client, bucket, prefix).items()} == state
+    soak("Ceph RADOS Gateway, multipart uploads open at each kill", log, wanted, time.monotonic() - t0)
 
 
 def test_a_shard_is_never_visible_half_written(small_archive, reference_store, tmp_path):

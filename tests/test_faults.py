@@ -18,6 +18,7 @@ from pathlib import Path
 import botocore.retries.standard
 import pytest
 from faultproxy import BAD_ETAG, CUT, ERROR500, KINDS, LONG, RESET_AFTER, SHORT, STALL, Fault, FaultyProxy
+from outcomes import record
 
 import transcode.storage.retries
 import transcode.storage.s3
@@ -25,7 +26,6 @@ from transcode.cli import main
 from transcode.format.sidecar import MANIFEST_KEY
 from transcode.testing.synthetic import make_legacy_archive
 
-RECORDS_ENV = "TESSERA_FAULT_RECORDS"
 TIMEOUT = 2.0  # the clients' read timeout in these tests; a STALL holds a request longer
 ATTEMPTS = 3  # attempts per request in these tests (the default is 8)
 TILE = "grid_0.05_83.95"
@@ -208,14 +208,8 @@ def _store_for(cell: Cell, w: World, name: str) -> tuple[str, str | None]:
 
 
 def _record(cell: Cell, kind: str, persistent: bool, **outcome) -> None:
-    folder = os.environ.get(RECORDS_ENV)
-    if not folder:
-        return
-    doc = {"verb": cell.verb, "side": cell.side, "requests": cell.what, "fault": kind,
-           "persistent": persistent, "server": "moto", **outcome}
-    name = re.sub(r"\W+", "-", f"{cell.id} {kind} {'persistent' if persistent else 'transient'}").strip("-")
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / f"{name}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+    record("s3", f"{cell.id} {kind} {'persistent' if persistent else 'transient'}", verb=cell.verb,
+           side=cell.side, requests=cell.what, fault=kind, persistent=persistent, server="moto", **outcome)
 
 
 def _cases(full: bool | None = None) -> list:

@@ -8,10 +8,12 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from fuzz_targets import TARGETS, make_seed
+from outcomes import record
 
 SCRIPT = Path(__file__).with_name("fuzz_targets.py")
 FULL_EXAMPLES = 2000
@@ -45,6 +47,7 @@ def test_parser_fuzz(target, fuzz_full, seed, tmp_path):
     examples = FULL_EXAMPLES if fuzz_full else CI_EXAMPLES[target]
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # glibc's per-thread arenas would reserve address space
     timeout = 7200 if fuzz_full else 600
+    t0 = time.monotonic()
     try:
         r = subprocess.run([sys.executable, str(SCRIPT), target, str(examples), str(tmp_path), str(seed)], cwd=SCRIPT.parent,
                            env=env, preexec_fn=_limit_memory, capture_output=True, text=True, timeout=timeout, check=False,
@@ -53,3 +56,4 @@ def test_parser_fuzz(target, fuzz_full, seed, tmp_path):
         pytest.fail(f"{target}: no result after {timeout} s (a hang?)\n{(e.stderr or b'')[-4000:]!r}")
     assert r.returncode == 0, f"{target} failed (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-8000:]}"
     assert f"{target}: {examples} examples passed" in r.stdout
+    record("fuzz", target, target=target, examples=examples, seconds=round(time.monotonic() - t0, 1))

@@ -4,7 +4,8 @@ clear one-line error and the exit code scripts expect, leaves nothing half-writt
 manifest of an unfinished store, no shard cut short), never touches the source, and resumes to a store
 byte-identical to an uninterrupted run once the fault is gone.
 
-Each test's outcome is one row of OUTCOMES (fault, verb, exit code, what is left behind), which the test asserts."""
+Each test's outcome is one row of OUTCOMES (fault, verb, exit code, what is left behind), which the test asserts
+and then records for docs/reliability.md (tests/outcomes.py)."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from convert_helpers import SHARD_KEY, check_complete_shard, cli, cli_json, tree_digests, tree_state
+from outcomes import record
 
 import transcode
 from transcode.errors import ArchiveError
@@ -38,6 +40,12 @@ OUTCOMES = {
                                                               "byte-identical once the tile is whole")),
     "source tile changed while read": ("tile read", None, "ArchiveError naming the file"),
 }
+
+
+def recorded(fault: str) -> None:
+    """The test of `fault` passed: its row of OUTCOMES goes to the reliability table's records."""
+    verb, code, left = OUTCOMES[fault]
+    record("local", fault, fault=fault, verb=verb, exit=code, left=left)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +149,7 @@ def test_disk_full_while_writing_a_shard(archive, reference, tmp_path):
         assert resumed["shards_already_done"] > 0 and resumed["failed"] == []
         assert_identical(store, reference)
     assert tree_state(archive) == source_before
+    recorded("disk full while writing a shard")
 
 
 @contextmanager
@@ -169,6 +178,7 @@ def test_disk_full_while_writing_the_manifest(archive, reference, tmp_path):
         resumed = cli_json(verb, str(archive), str(store), *LAYOUT)
         assert resumed["shards_written"] == 0 and resumed["manifest"]
         assert_identical(store, reference)
+    recorded("disk full while writing the manifest")
 
 
 def test_read_only_store(archive, reference, tmp_path):
@@ -193,6 +203,7 @@ def test_read_only_store(archive, reference, tmp_path):
         resumed = cli_json(verb, str(archive), str(store), *LAYOUT)
         assert resumed["shards_written"] == 2 and resumed["failed"] == []
         assert_identical(store, reference)
+    recorded("read-only store")
 
 
 def test_source_tile_shrank_after_the_inventory(archive, reference, tmp_path):
@@ -219,6 +230,7 @@ def test_source_tile_shrank_after_the_inventory(archive, reference, tmp_path):
     resumed = cli_json(verb, str(source), str(store), "--inventory", str(inventory), *LAYOUT)
     assert resumed["shards_written"] == len(report["failed"]) and resumed["failed"] == []
     assert_identical(store, reference, same_source=False)
+    recorded("source tile shrank after the inventory")
 
 
 def test_source_tile_changed_while_read(archive, tmp_path):
@@ -238,3 +250,4 @@ def test_source_tile_changed_while_read(archive, tmp_path):
         f.read(Window(4, 8, 0, 4))
     assert e.value.where == str(tile), left
     assert first.shape == (4, 4, 128)
+    recorded("source tile changed while read")

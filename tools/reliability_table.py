@@ -1,8 +1,12 @@
-"""Render the reliability table (fault x verb: retries, exit code, what is left behind) from the outcomes the fault
-tests record, into docs/reliability.md: never typed by hand.
+"""Render the reliability table (fault x verb: retries, exit code, what is left behind; kill soaks; parser fuzz) from
+the outcomes the fault tests record, into docs/reliability.md: never typed by hand.
 
-    python tools/reliability_table.py --run            # run tests/test_faults.py in full, then render
-    python tools/reliability_table.py RECORDS_DIR      # render records made earlier (TESSERA_FAULT_RECORDS=DIR)
+    python tools/reliability_table.py --run                 # run the whole catalogue in full, then render
+    python tools/reliability_table.py --run --only fuzz     # rerun one part (s3, local, soak, fuzz), keep the rest
+    python tools/reliability_table.py RECORDS_DIR           # take records made earlier (TESSERA_FAULT_RECORDS=DIR)
+    python tools/reliability_table.py --render              # render again from docs/reliability.json
+
+The records of the last full run are kept in docs/reliability.json, beside the table they produce.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "docs" / "reliability.md"
+RECORDS_JSON = REPO / "docs" / "reliability.json"
 CASES_MARK = "<!-- cases:"
+# each part of the catalogue: the tests that record it, and the environment of its full run
+PARTS = {
+    "s3": (["tests/test_faults.py"], {"TESSERA_FAULTS": "full"}),
+    "local": (["tests/test_local_faults.py"], {}),
+    "soak": (["tests/test_convert_resume.py", "-k", "kill_and_resume"], {"TESSERA_FUZZ_FULL": "1"}),
+    "fuzz": (["tests/test_fuzz.py"], {"TESSERA_FUZZ_FULL": "1"}),
+}
 
 
 def load(folder: Path) -> list[dict]:
@@ -26,9 +38,18 @@ def load(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+def kind(r: dict) -> str:
+    """The part of the catalogue a record belongs to (records of S3 faults made before parts existed have none)."""
+    return r.get("kind", "s3")
+
+
 def case_id(r: dict) -> str:
-    """The test case a record comes from: verb-side-fault-transient|persistent (the test's parameter id)."""
-    return f"{r['verb']}-{r['side']}-{r['fault']}-{'persistent' if r['persistent'] else 'transient'}"
+    """The test case a record comes from: for S3 faults verb-side-fault-transient|persistent (the test's parameter
+    id); otherwise the part and what was tested (local-FAULT, soak-WHERE, fuzz-TARGET)."""
+    k = kind(r)
+    if k == "s3":
+        return f"{r['verb']}-{r['side']}-{r['fault']}-{'persistent' if r['persistent'] else 'transient'}"
+    return f"{k}-{r.get('fault') or r.get('where') or r.get('target')}"
 
 
 def _times(n: int) -> str:
@@ -50,6 +71,16 @@ def _ordered(values: Iterable[str]) -> list[str]:
 
 def render(records: list[dict], settings: str) -> str:
     """docs/reliability.md from the records."""
+    s3 = [r for r in records if kind(r) == "s3"]
+    by_kind = {k: [r for r in records if kind(r) == k] for k in ("local", "soak", "fuzz")}
+    lines = _render_s3(s3, settings) + _render_local(by_kind["local"]) + _render_soak(by_kind["soak"])
+    lines += _render_fuzz(by_kind["fuzz"])
+    ids = sorted(case_id(r) for r in records)
+    lines += ["", f"{CASES_MARK} {json.dumps(ids)} -->", ""]
+    return "\n".join(lines)
+
+
+def _render_s3(records: list[dict], settings: str) -> list[str]:
     cells = _ordered(f"{r['verb']} ({r['side']})" for r in records)
     faults = _ordered(r["fault"] for r in records)
     by = {(f"{r['verb']} ({r['side']})", r["fault"], r["persistent"]): r for r in records}
@@ -95,9 +126,50 @@ def render(records: list[dict], settings: str) -> str:
             msg = f"`{p['message']}`" if p and p.get("message") else "—"
             lines.append(f"| {f} | {outcome(t)} | {outcome(p)} | {left} | {msg} |")
         lines.append("")
-    ids = sorted(case_id(r) for r in records)
-    lines += ["", f"{CASES_MARK} {json.dumps(ids)} -->", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _render_local(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    lines = ["# Local faults", "",
+             ("`tests/test_local_faults.py`: a small tmpfs that fills while a shard or the manifest is written, a "
+              "read-only store, a source tile that shrinks after the inventory or changes while it is read. Every "
+              "error is one line naming the file; the source is never written."), "",
+             "| fault | verb | exit | left behind |", "|---|---|---|---|"]
+    for r in records:
+        code = "raises ArchiveError" if r["exit"] is None else str(r["exit"])
+        lines.append(f"| {r['fault']} | {r['verb']} | {code} | {r['left']} |")
+    return lines + [""]
+
+
+def _render_soak(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    lines = ["# Kill soaks", "",
+             ("`tests/test_convert_resume.py`: `convert` (stretch statistics on, as by default) SIGKILLed at seeded "
+              "random moments while shards are written, again and again, then run to the end: the store is "
+              "byte-identical to an uninterrupted run (every object: shards, statistics, journal, manifest; on the "
+              "gateway, ETags aside), and a further run finds nothing to do."), "",
+             "| where | kills mid-run (wanted) | kills leaving work to clean up | shards | seconds |",
+             "|---|---:|---:|---:|---:|"]
+    for r in records:
+        lines.append(f"| {r['where']} | {r['kills']} ({r['wanted']}) | {r['leftovers']} | {r['shards']} | "
+                     f"{r['seconds']:g} |")
+    return lines + [""]
+
+
+def _render_fuzz(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    lines = ["# Parser fuzz", "",
+             ("`tests/test_fuzz.py`: every file the toolkit reads, mutated by hypothesis (seeded), read under an "
+              "address-space limit and a timeout. Every case ended with the reader's normal result or a typed error "
+              "naming the file: no traceback, hang or unbounded allocation."), "",
+             "| parser | cases | seconds |", "|---|---:|---:|"]
+    for r in sorted(records, key=lambda r: r["target"]):
+        lines.append(f"| {r['target']} | {r['examples']} | {r['seconds']:g} |")
+    return lines + [""]
 
 
 def documented_cases(doc: str) -> list[str]:
@@ -106,36 +178,60 @@ def documented_cases(doc: str) -> list[str]:
     return json.loads(line[len(CASES_MARK):].removesuffix("-->").strip())
 
 
-def run_tests(folder: Path) -> int:
-    """tests/test_faults.py in full, recording into `folder`."""
-    env = {**os.environ, "TESSERA_FAULTS": "full", "TESSERA_FAULT_RECORDS": str(folder)}
-    return subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            str(REPO / "tests" / "test_faults.py")], env=env, cwd=REPO)
+def run_tests(folder: Path, parts: list[str]) -> int:
+    """The chosen parts of the catalogue in full, recording into `folder`."""
+    code = 0
+    for part in parts:
+        args, env = PARTS[part]
+        env = {**os.environ, **env, "TESSERA_FAULT_RECORDS": str(folder)}
+        code = code or subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                                       env=env, cwd=REPO)
+    return code
+
+
+def settings() -> str:
+    """The S3 fault tests' client settings, said in the table."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_faults import ATTEMPTS, TIMEOUT
+
+    return f"{ATTEMPTS} attempts per request, {TIMEOUT:g} s read timeout, backoffs of about 10 ms"
+
+
+def merge(kept: list[dict], new: list[dict]) -> list[dict]:
+    """The kept records, with every part that has new records replaced by them."""
+    parts = {kind(r) for r in new}
+    return sorted([r for r in kept if kind(r) not in parts] + new, key=case_id)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Render the table (after running the tests with --run)."""
+    """Run or take records, keep them in docs/reliability.json, render the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("records", nargs="?", help="folder of records (TESSERA_FAULT_RECORDS of a full test run)")
-    p.add_argument("--run", action="store_true", help="run tests/test_faults.py in full first (about 15 min)")
+    p.add_argument("--run", action="store_true", help="run the catalogue in full first (about an hour)")
+    p.add_argument("--only", default=",".join(PARTS), help=f"parts to run with --run (default {','.join(PARTS)})")
+    p.add_argument("--render", action="store_true", help="render again from the kept records")
+    p.add_argument("--records-json", default=str(RECORDS_JSON), help="the kept records (default docs/reliability.json)")
     p.add_argument("-o", "--out", default=str(DEFAULT_OUT), help="where to write (default docs/reliability.md)")
     args = p.parse_args(argv)
-    if bool(args.run) == bool(args.records):
-        p.error("give a records folder or --run")
+    if sum((bool(args.run), bool(args.records), bool(args.render))) != 1:
+        p.error("give a records folder, --run or --render")
+    parts = [x for x in args.only.split(",") if x]
+    if unknown := sorted(set(parts) - set(PARTS)):
+        p.error(f"unknown part(s) {unknown}: choose from {sorted(PARTS)}")
+    kept_path = Path(args.records_json)
+    kept = json.loads(kept_path.read_text()) if kept_path.exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.records) if args.records else Path(tmp)
-        if args.run and run_tests(folder) != 0:
+        if args.run and run_tests(folder, parts) != 0:
             print("reliability_table: some fault tests failed; no table written", file=sys.stderr)
             return 1
-        records = load(folder)
-        if not records:
-            print(f"reliability_table: no records in {folder}", file=sys.stderr)
-            return 2
-        sys.path.insert(0, str(REPO / "tests"))
-        from test_faults import ATTEMPTS, TIMEOUT
-
-        settings = f"{ATTEMPTS} attempts per request, {TIMEOUT:g} s read timeout, backoffs of about 10 ms"
-        Path(args.out).write_text(render(records, settings))
+        new = [] if args.render else load(folder)
+    if not (args.render or new):
+        print(f"reliability_table: no records in {folder}", file=sys.stderr)
+        return 2
+    records = merge(kept, new)
+    kept_path.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+    Path(args.out).write_text(render(records, settings()))
     print(f"reliability_table: {len(records)} cases -> {args.out}")
     return 0
 
