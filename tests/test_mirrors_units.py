@@ -344,6 +344,13 @@ def test_local_mirrors_content_and_interrupted_sampled_run_resumes(tmp_path):
     saved = json.loads(state.read_text())
     assert saved["watermark"] == seen[28] or saved["watermark"] == seen[29]
     assert len(saved["sample"]) <= 5
+    # a state whose tally lost one mirror's counts is refused, the file named (found by the parser fuzz)
+    short = {**saved, "tally": {**saved["tally"], "mirrors": saved["tally"]["mirrors"][:2]}}
+    state.write_text(json.dumps(short))
+    with pytest.raises(UsageError, match="not a usable state file.*tally counts 2 mirror") as e:
+        _run(mirrors, level="content", sample=5, seed=3, state=str(state))
+    assert e.value.where == str(state)
+    state.write_text(json.dumps(saved))
     out = io.StringIO()
     again = _run(mirrors, out, level="content", sample=5, seed=3, state=str(state))
     assert again["resumed_from"] == saved["watermark"]

@@ -301,6 +301,9 @@ class Verifier:
         state = ckpt.state or {}
         try:
             self.tally = Tally.from_json(state["tally"]) if ckpt.resumed else Tally.new(len(self.mirrors))
+            if len(self.tally.mirrors) != len(self.mirrors):
+                raise ValueError(f"its tally counts {len(self.tally.mirrors)} mirror(s), the run has "
+                                 f"{len(self.mirrors)}")
             self._prev = [(m.requests, m.retries, dict(m.transient)) for m in self.tally.mirrors]
             self.sample = Reservoir(o.sample or 0, o.seed, state.get("sample"))
             for d in ckpt.earlier_differences():
