@@ -141,7 +141,7 @@ def test_the_sample_takes_each_shard_in_proportion_to_its_valid_pixels(store):
 
 
 def test_unfilled_sample_slots_and_a_zone_year_smaller_than_k(tmp_path, archive):
-    big = 10 ** 7
+    big = 10 ** 6  # more slots than any zone-year of the archive has valid pixels (~4 x 10^5)
     report = convert(str(archive), str(tmp_path / "s"), ConvertOptions(shard=SHARD, chunk=CHUNK,
                                                                        stretch_sample_size=big, years=[2024]))
     assert report.ok
@@ -152,7 +152,8 @@ def test_unfilled_sample_slots_and_a_zone_year_smaller_than_k(tmp_path, archive)
         assert 0 < n == filled < big
         # a v1 archive: its water (NaN scales from the landmasks) stays out of the sums, like invalid scales
         ref_n, ref_s, *_ = _reference(grp, t, group_zone(name), year)
-        assert n == ref_n and np.isnan(grp["scales"][t]).any()
+        # (scales read shard by shard: the zone's whole array spans both hemispheres, ~17 GiB)
+        assert n == ref_n and any(np.isnan(sc).any() for *_, sc in _shards(grp, t))
         assert np.max(np.abs(grp["stretch_stats_sum"][t] - ref_s)) <= 1e-9 * np.max(np.abs(ref_s))
         scales = grp["stretch_sample_scales"][t]
         assert np.all((scales[:filled] > 0) & (scales[:filled] < 1))
