@@ -272,3 +272,27 @@ def test_split_shard_writer_equals_the_one_call_form():
     with tempfile.TemporaryDirectory() as tmp:
         one = written(False, True)
         assert written(True, True) == one == written(True, False) == written(False, False)
+
+
+def test_band_height_and_budget_do_not_change_the_bytes(archive, tmp_path, monkeypatch):
+    """Without nested depths (whose 128-row chunks fix the band height here): bands of one, two or four inner-chunk
+    rows, and a budget so small that bands shrink to one chunk row and two are in flight, give the same bytes."""
+    import dataclasses
+
+    from transcode.engine import shardbuild
+
+    plain = {"shard": SHARD, "chunk": CHUNK, "stretch_sample_size": K}
+    report = convert(str(archive), str(tmp_path / "ref"), ConvertOptions(threads_per_worker=1, **plain))
+    assert report.ok
+    want = tree_digests(tmp_path / "ref")
+    settings = ConvertOptions.settings
+    for band_rows, budget, threads in [(32, None, 3), (128, None, 3), (64, 1 << 20, 2)]:
+        monkeypatch.setattr(ConvertOptions, "settings", lambda self, existing=None, rows=band_rows:
+                            dataclasses.replace(settings(self, existing), band_rows=rows))
+        monkeypatch.setattr(shardbuild, "BAND_BUDGET", budget or shardbuild.BAND_BUDGET)
+        path = tmp_path / f"s{band_rows}"
+        report = convert(str(archive), str(path), ConvertOptions(threads_per_worker=3, **plain))
+        assert report.ok and report.threads_per_worker == threads
+        got = tree_digests(path)
+        assert sorted(got) == sorted(want) and any("/embeddings/c/" in k for k in want)
+        assert [k for k in want if got[k] != want[k]] == [], f"bands of {band_rows} rows, budget {budget}"

@@ -326,6 +326,15 @@ class _ShardBuild:
         return _BandOutput(read, shares, runs)
 
 
+def _band_plan(band: int, tall: int, sw: int, outs: list[_Output], threads: int) -> tuple[int, int]:
+    """(band rows, bands in flight): one band per encoding thread plus one read ahead, as many as BAND_BUDGET
+    holds (at least two), the bands made lower (down to one row of the tallest inner chunks) where that lets more
+    threads work. The band height does not change the bytes."""
+    while band > tall and BAND_BUDGET // _Slot.nbytes(band * sw, outs) < threads + 1:
+        band = max(tall, band // 2 - band // 2 % tall)
+    return band, max(2, min(threads + 1, BAND_BUDGET // _Slot.nbytes(band * sw, outs)))
+
+
 def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, store: Storage,
                 stretch: StretchTarget | None = None, threads: int | None = None) -> ShardResult:
     """Write the task's shard of every sharded array, each whole and committed only when all are complete
@@ -342,9 +351,8 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     # a band holds whole inner chunks of every array (the depths' are power-of-two multiples of the chunk)
     tall = max(o.ch for o in outs)
     wide = max(o.cw for o in outs)
-    band = max(tall, settings.band_rows - settings.band_rows % tall)
-    # bands in flight: one being read ahead per thread encoding, as many as fit the budget, at least two
-    slots = max(2, min(threads + 1, BAND_BUDGET // _Slot.nbytes(band * sw, outs)))
+    band, slots = _band_plan(max(tall, settings.band_rows - settings.band_rows % tall), tall, sw, outs, threads)
+    threads = min(threads, slots)  # a band is one thread's work: more threads than bands in flight would idle
     # the encoded bytes are appended below in band order
     stats = ShardStats(task.zone, task.year, stretch.sample_size) if stretch else None
     input_bytes = 0
