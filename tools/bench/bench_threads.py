@@ -18,15 +18,13 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import PeakRSS, load_average, timed
+from bench_convert import load_average, timed
 
 TILES = [f"grid_{lon / 100:.2f}_{lat / 100:.2f}" for lat in (5035, 5025, 5015, 5005) for lon in (55, 65, 75, 85)]
 YEAR = 2024
@@ -39,6 +37,7 @@ def prepare(workdir: Path) -> tuple[Path, Path, int, list[dict]]:
     from transcode.legacy.inventory import build_inventory, read_inventory, write_inventory
     from transcode.testing.synthetic import make_legacy_archive
 
+    workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "archive-2shard"
     if not (src / "registry.parquet").exists():
         shutil.rmtree(src, ignore_errors=True)
@@ -64,17 +63,10 @@ def prepare(workdir: Path) -> tuple[Path, Path, int, list[dict]]:
 
 def convert_run(cmd: list[str]) -> dict:
     """Run convert; its seconds, report, and peak RSS of the parent and of each other process (the workers)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    mon = PeakRSS(proc.pid)
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - t0
-    peaks = mon.stop()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    others = sorted(round(v / 2**20) for pid, v in peaks.items() if pid != proc.pid)
-    return {"seconds": seconds, "report": json.loads(out), "parent_rss_mib": round(peaks.get(proc.pid, 0) / 2**20),
-            "other_rss_mib": others}
+    seconds, report, peaks = timed(cmd)
+    parent, *others = peaks.values()
+    return {"seconds": seconds, "report": report, "parent_rss_mib": round(parent / 2**20),
+            "other_rss_mib": sorted(round(v / 2**20) for v in others)}
 
 
 def main() -> None:
@@ -84,9 +76,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", help="also write the results JSON here")
     args = ap.parse_args()
-    workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    src, inv, nbytes, shards = prepare(workdir)
+    src, inv, nbytes, shards = prepare(workdir := Path(args.workdir).resolve())
     from transcode.engine.encodepool import available_cores
 
     results = {"machine": {"cpus": os.cpu_count(), "cores_available": available_cores(),
