@@ -13,7 +13,7 @@ from transcode.codecs.spec import CodecSpec
 from transcode.engine.encodepool import REMOTE_FETCHES, BandPipeline, resolve_threads
 from transcode.engine.plan import Placement, ShardTask
 from transcode.engine.shardwriter import ShardWriter
-from transcode.engine.stretchstats import ShardStats, StripShare
+from transcode.engine.stretchstats import BLOCK, ShardStats, StripShare
 from transcode.engine.transpose import band_to_chunks, chunk_layout
 from transcode.errors import ArchiveError
 from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, ArrayDecl, Zone, sharded_arrays
@@ -182,26 +182,34 @@ class _BandOutput:
 
 class _Slot:
     """The buffers of one band in flight: its embeddings (with room ahead of them for their encoded bytes), its
-    scales, and the encoded bytes of every other array."""
+    scales, the encoded bytes of every other array, and its stretch statistics' block products."""
 
-    def __init__(self, band_pixels: int, outs: list[_Output]) -> None:
-        emb = outs[0]
-        n = band_pixels // (emb.ch * emb.cw)
+    def __init__(self, rows: int, width: int, outs: list[_Output]) -> None:
+        emb, pixels = outs[0], rows * width
+        n = pixels // (emb.ch * emb.cw)
         self.ahead = max(0, emb.writer.worst(n) - n * emb.chunk_nbytes)
-        self.emb = np.empty(self.ahead + band_pixels * BANDS, np.uint8)
-        self.scales = np.empty(band_pixels, SCALES.dtype)
-        self.outs = [np.empty(o.writer.worst(band_pixels // (o.ch * o.cw)), np.uint8) for o in outs[1:]]
+        self.emb = np.empty(self.ahead + pixels * BANDS, np.uint8)
+        self.scales = np.empty(pixels, SCALES.dtype)
+        self.outs = [np.empty(o.writer.worst(pixels // (o.ch * o.cw)), np.uint8) for o in outs[1:]]
+        # kept until they are folded in band order: one per BLOCK valid pixels of each strip (pages are touched
+        # only when statistics are collected)
+        self.products = np.empty((_blocks(rows, width, emb.ch), BANDS, BANDS), np.float64)
 
-    @classmethod
-    def nbytes(cls, band_pixels: int, outs: list[_Output]) -> int:
-        """What one slot holds (a shard's worth of them is bounded by this)."""
+    @staticmethod
+    def nbytes(rows: int, width: int, outs: list[_Output]) -> int:
+        """What one slot holds (the slots of a shard build are bounded by this)."""
         per_pixel = BANDS + SCALES.dtype.itemsize + sum(o.bands * o.decl.dtype.itemsize for o in outs[1:])
-        return band_pixels * per_pixel + band_pixels // 2048 * BANDS * BANDS * 8  # + stretch block products
+        return rows * width * per_pixel + _blocks(rows, width, outs[0].ch) * BANDS * BANDS * 8
 
     def band(self, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
         """The band's embeddings (rows, cols, 128) and scales (rows, cols)."""
         emb = self.emb[self.ahead:self.ahead + rows * cols * BANDS].view(EMBEDDINGS.dtype).reshape(rows, cols, BANDS)
         return emb, self.scales[:rows * cols].reshape(rows, cols)
+
+
+def _blocks(rows: int, width: int, strip: int) -> int:
+    """Stretch statistics blocks a band may have at most: its strips' valid pixels, BLOCK at a time."""
+    return -(-rows // strip) * -(-(strip * width) // BLOCK)
 
 
 def _open(store: Storage, outputs: list[tuple[ArrayDecl, str]], zone: Zone, settings: EncodeSettings) -> list[_Output]:
@@ -306,10 +314,14 @@ class _ShardBuild:
         ch = emb_out.ch
         shares = []
         if self.stats is not None:  # strip by strip of inner chunk rows: the blocking depends on nothing else
+            block = self.pipe.scratch("stats", BLOCK * BANDS * 8, np.float64).reshape(BLOCK, BANDS)
+            used = 0
             for i in range(0, b.rows, ch):
-                share = self.stats.measure(emb[i:i + ch], sc[i:i + ch], self.r_base + b.r0 + i, b.x0)
+                share = self.stats.measure(emb[i:i + ch], sc[i:i + ch], self.r_base + b.r0 + i, b.x0, block,
+                                           slot.products[used:])
                 if share is not None:
                     shares.append(share)
+                    used += len(share.m_parts)
         empty = np.isposinf(sc)
         x0 = b.x0 - self.c_base
         runs: list[list[_Encoded]] = [[], []]
@@ -330,9 +342,9 @@ def _band_plan(band: int, tall: int, sw: int, outs: list[_Output], threads: int)
     """(band rows, bands in flight): one band per encoding thread plus one read ahead, as many as BAND_BUDGET
     holds (at least two), the bands made lower (down to one row of the tallest inner chunks) where that lets more
     threads work. The band height does not change the bytes."""
-    while band > tall and BAND_BUDGET // _Slot.nbytes(band * sw, outs) < threads + 1:
+    while band > tall and BAND_BUDGET // _Slot.nbytes(band, sw, outs) < threads + 1:
         band = max(tall, band // 2 - band // 2 % tall)
-    return band, max(2, min(threads + 1, BAND_BUDGET // _Slot.nbytes(band * sw, outs)))
+    return band, max(2, min(threads + 1, BAND_BUDGET // _Slot.nbytes(band, sw, outs)))
 
 
 def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, store: Storage,
@@ -358,7 +370,7 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     input_bytes = 0
     remote = source.local_path("") is None
     try:
-        with BandPipeline(threads, slots, lambda: _Slot(band * sw, outs), REMOTE_FETCHES if remote else 0) as pipe:
+        with BandPipeline(threads, slots, lambda: _Slot(band, sw, outs), REMOTE_FETCHES if remote else 0) as pipe:
             build = _ShardBuild(task, settings, source, outs, stats, pipe)
             build.read_masks(source)
             for _, done in pipe.run(_bands(task, settings.shard, band, wide), build.read, build.encode):

@@ -162,9 +162,12 @@ class ShardStats:
         if share is not None:
             self.fold(share)
 
-    def measure(self, emb: np.ndarray, scales: np.ndarray, row0: int, col0: int) -> StripShare | None:
+    def measure(self, emb: np.ndarray, scales: np.ndarray, row0: int, col0: int, block: np.ndarray | None = None,
+                products: np.ndarray | None = None) -> StripShare | None:
         """A strip's share (as `add` takes it), touching nothing of the shard's sums; None when no pixel is valid.
-        The candidates are copies: the strip's buffers may be reused as soon as this returns."""
+        The candidates are copies: the strip's buffers may be reused as soon as this returns. `block` (BLOCK x
+        BANDS float64) is scratch; `products` (at least one BANDS x BANDS float64 per block of BLOCK valid pixels)
+        receives the block products, which the share then points into."""
         valid = valid_scales(scales).ravel()
         where = np.flatnonzero(valid)
         n = len(where)
@@ -173,8 +176,9 @@ class ShardStats:
         q, w = emb.reshape(-1, BANDS), scales.reshape(-1).astype(np.float64)
         if n < len(valid):
             q, w = np.take(q, where, axis=0), w[where]
-        block = np.empty((min(n, BLOCK), BANDS), np.float64)
-        ones = np.ones(len(block), np.float64)
+        if block is None:
+            block = np.empty((min(n, BLOCK), BANDS), np.float64)
+        ones = np.ones(min(n, BLOCK), np.float64)
         s_parts, m_parts = [], []
         for i in range(0, n, BLOCK):
             j = min(n, i + BLOCK)
@@ -182,7 +186,8 @@ class ShardStats:
             x[...] = q[i:j]  # int8 -> float64, then scaled in place: cheaper than one mixed-type multiply
             x *= w[i:j, None]
             s_parts.append(ones[:j - i] @ x)  # BLAS gemv: half the time of x.sum(axis=0)
-            m_parts.append(x.T @ x)  # numpy hands A^T A to BLAS syrk: half the products of a general multiply
+            # numpy hands A^T A to BLAS syrk (half the products of a general multiply), into `out` or a new array
+            m_parts.append(np.matmul(x.T, x, out=None if products is None else products[len(m_parts)]))
         rows, cols = np.divmod(where, scales.shape[1])
         keys = pixel_keys(self.salt, rows + row0, cols + col0)
         # most pixels lose: choose by key before copying any embedding (the threshold only falls as strips are
