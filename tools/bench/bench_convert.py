@@ -42,7 +42,7 @@ class PeakRSS:
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.root = psutil.Process(pid)
-        self.peaks: dict[int, int] = {}
+        self.peaks: dict[int, int] = {pid: 0}  # the root first
         self.interval = interval
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -74,7 +74,7 @@ def load_average() -> list[float]:
 
 
 def timed(cmd: list[str]) -> tuple[float, dict, dict[int, int]]:
-    """Run a command, return (seconds, its JSON output, peak RSS per process of its tree)."""
+    """Run a command, return (seconds, its JSON output, peak RSS per process of its tree, the command's own first)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mon = PeakRSS(proc.pid)

@@ -30,7 +30,8 @@ Codecs = str | Mapping[str, str] | Iterable[str] | None
 
 
 def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zones: Iterable[int] | None,
-             shard_size: Any, chunk_size: Any, codecs: Codecs, workers: int, scheduler: Any, part_size: int | None,
+             shard_size: Any, chunk_size: Any, codecs: Codecs, workers: int, threads_per_worker: int | None,
+             scheduler: Any, part_size: int | None,
              strict: bool, progress: bool, dataset_version: str | None, depths: Iterable[int] | None,
              stretch_sample_size: int | None, stretch_stats: bool | None) -> ConvertOptions:
     """The engine's options from the API keywords (the same for convert and extend)."""
@@ -41,6 +42,8 @@ def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zone
     store_options = s3_options(s3, verb, "store", writes=True)
     no_other_keywords(s3, verb)
     positive(workers, "--workers")
+    if threads_per_worker is not None:
+        positive(threads_per_worker, "--threads-per-worker")
     shard, chunk = layout(shard_size, chunk_size, defaults=False)
     specs = codec_list(codecs)
     parsed = parse_codec_options(specs) if specs else None
@@ -52,7 +55,8 @@ def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zone
     if stretch_stats is not None and not isinstance(stretch_stats, bool):
         raise UsageError("--no-stretch-stats", f"stretch_stats wants True or False, not {stretch_stats!r}")
     return ConvertOptions(
-        years=sorted_list(years), zones=sorted_list(zones), workers=workers, scheduler=scheduler, shard=shard,
+        years=sorted_list(years), zones=sorted_list(zones), workers=workers, threads_per_worker=threads_per_worker,
+        scheduler=scheduler, shard=shard,
         chunk=chunk, codecs=parsed, part_size=part_size_bytes(part_size), strict=strict, progress=progress,
         source_options=source_options, store_options=store_options, dataset_version=dataset_version,
         depths=int_list(depths, "--depths"), stretch_sample_size=stretch_sample_size, stretch_stats=stretch_stats)
@@ -61,7 +65,8 @@ def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zone
 def convert(source: str | os.PathLike[str], store: str | os.PathLike[str], *, years: Iterable[int] | None = None,
             zones: Iterable[int] | None = None, shard_size: int | Sequence[int] | None = None,
             chunk_size: int | Sequence[int] | None = None, codecs: Codecs = None, workers: int = DEFAULT_WORKERS,
-            scheduler: Any = None, part_size: int | None = None, strict: bool = False, inventory: Any = None,
+            threads_per_worker: int | None = None, scheduler: Any = None, part_size: int | None = None,
+            strict: bool = False, inventory: Any = None,
             dataset_version: str | None = None, depths: Iterable[int] | None = None,
             stretch_sample_size: int | None = None, stretch_stats: bool | None = None, progress: bool = False,
             **s3: Any) -> ConvertReport:
@@ -71,9 +76,11 @@ def convert(source: str | os.PathLike[str], store: str | os.PathLike[str], *, ye
     `dataset_version` overrides the source's dataset (recorded as overridden). A store holds one dataset.
     `depths`: nested depths (v2 datasets and later); `stretch_stats=False`: no stretch statistics,
     `stretch_sample_size`: their sample's K (None: an existing store's settings, else depths none, statistics
-    collected with K = 20000)."""
+    collected with K = 20000). `threads_per_worker`: threads encoding each shard (None: every core a worker may use,
+    so that `workers` processes keep the cores busy whatever the number of shards; the bytes are the same)."""
     options = _options("convert", s3, years=years, zones=zones, shard_size=shard_size, chunk_size=chunk_size,
-                       codecs=codecs, workers=workers, scheduler=scheduler, part_size=part_size, strict=strict,
+                       codecs=codecs, workers=workers, threads_per_worker=threads_per_worker,
+                       scheduler=scheduler, part_size=part_size, strict=strict,
                        progress=progress, dataset_version=dataset_version, depths=depths,
                        stretch_sample_size=stretch_sample_size, stretch_stats=stretch_stats)
     return _run(os.fspath(source), os.fspath(store), options, inventory)
@@ -82,14 +89,16 @@ def convert(source: str | os.PathLike[str], store: str | os.PathLike[str], *, ye
 def extend(store: str | os.PathLike[str], years: Iterable[int], *, source: str | os.PathLike[str] | None = None,
            zones: Iterable[int] | None = None, shard_size: int | Sequence[int] | None = None,
            chunk_size: int | Sequence[int] | None = None, codecs: Codecs = None, workers: int = DEFAULT_WORKERS,
-           scheduler: Any = None, part_size: int | None = None, strict: bool = False, inventory: Any = None,
+           threads_per_worker: int | None = None, scheduler: Any = None, part_size: int | None = None,
+           strict: bool = False, inventory: Any = None,
            dataset_version: str | None = None, depths: Iterable[int] | None = None,
            stretch_sample_size: int | None = None, stretch_stats: bool | None = None, progress: bool = False,
            **s3: Any) -> ConvertReport:
     """Append later years to a store's time axis and convert them from its recorded source (or `source`);
     prepending is refused. Keywords as for `convert`."""
     options = _options("extend", s3, years=years, zones=zones, shard_size=shard_size, chunk_size=chunk_size,
-                       codecs=codecs, workers=workers, scheduler=scheduler, part_size=part_size, strict=strict,
+                       codecs=codecs, workers=workers, threads_per_worker=threads_per_worker,
+                       scheduler=scheduler, part_size=part_size, strict=strict,
                        progress=progress, dataset_version=dataset_version, depths=depths,
                        stretch_sample_size=stretch_sample_size, stretch_stats=stretch_stats)
     return _run(os.fspath(source) if source is not None else None, os.fspath(store), options, inventory,

@@ -50,6 +50,10 @@ def _add_options(p: argparse.ArgumentParser, years_required: bool = False) -> No
                    help="do not collect stretch statistics: their arrays stay at count 0 and an empty coverage "
                    "mask, 'not collected' (default: an existing store's setting, else collect them)")
     common.add_workers(p, "the shards")
+    p.add_argument("--threads-per-worker", type=common.positive_int, metavar="T",
+                   help="threads encoding each shard in a worker (or with --scheduler, in each Dask task); the store's "
+                   "bytes are the same for any T (default: every core the worker may use, so --workers N keeps the "
+                   "machine's cores busy also when fewer than N shards are left)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask distributed cluster, e.g. tcp://host:8786 (default: local processes)")
     p.add_argument("--part-size", type=common.positive_int, metavar="MiB",
@@ -68,7 +72,7 @@ def command(args: argparse.Namespace) -> int:
     import transcode
 
     options = dict(zones=args.zones, shard_size=args.shard_size, chunk_size=args.chunk_size, codecs=args.codec,
-                   workers=args.workers, scheduler=args.scheduler, part_size=args.part_size, strict=args.strict,
+                   workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler, part_size=args.part_size, strict=args.strict,
                    inventory=args.inventory, progress=common.progress(args), dataset_version=args.dataset_version,
                    depths=args.depths, stretch_sample_size=args.stretch_sample_size, stretch_stats=args.stretch_stats,
                    **common.s3_keywords(args, "source"),
@@ -90,7 +94,7 @@ def print_convert(report) -> None:
         print(f"shards     {report.shards_written} written, {report.shards_already_done} already done, "
               f"{report.shards_planned} planned; {report.metadata_written} metadata objects written")
         print(f"data       {common.mb(report.input_bytes)} read, {common.mb(report.output_bytes)} written, "
-              f"{report.seconds:.1f} s, {rate:.1f} MB/s ({report.executor})")
+              f"{report.seconds:.1f} s, {rate:.1f} MB/s ({report.executor}, {report.threads_per_worker} threads per worker)")
         print(f"manifest   {report.manifest}")
     for p in report.skipped_tiles + report.clipped_tiles:
         print(common.problem_line(p))

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from transcode import __version__
 from transcode.codecs.spec import CodecSpec, parse_codec_options, parse_codec_spec
+from transcode.engine.encodepool import resolve_threads
 from transcode.engine.executors import Executor, Job, make_executor, run_task
 from transcode.engine.identity import check_dataset
 from transcode.engine.journal import delete_entry, entry_keys, iter_records, list_entries, write_entry
@@ -49,6 +50,7 @@ class ConvertOptions:
     years: list[int] | None = None
     zones: list[int] | None = None
     workers: int = 1
+    threads_per_worker: int | None = None  # encoding threads per shard; None: every core a worker may use
     scheduler: Any = None
     shard: tuple[int, int] | None = None  # None: the store's own, else DEFAULT_SHARD
     chunk: tuple[int, int] | None = None  # None: the store's own, else DEFAULT_CHUNK
@@ -120,6 +122,7 @@ class ConvertReport:
     transient: dict[str, int] = field(default_factory=dict)  # the transient failures behind them, by reason
     depths: list[int] = field(default_factory=list)  # the store's nested depths
     stretch: dict = field(default_factory=dict)  # collected, sample_size, zone_years (rebuilt in this run)
+    threads_per_worker: int = 1  # encoding threads of each shard (the most any worker used)
 
     @property
     def ok(self) -> bool:
@@ -282,7 +285,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     written = in_bytes = out_bytes = 0
     in_workers = RetryCount()  # retries made in other processes (this one's are counted by the caller)
     job = Job(source, options.source_options, store_url, options.store_options, settings,
-              stretch["sample_size"] if stretch["collected"] else 0)
+              stretch["sample_size"] if stretch["collected"] else 0, options.threads_per_worker)
+    threads_used = 0
     bar = tqdm(total=sum(plan.shard_counts().values()) if options.progress else None, unit="shard", desc="convert",
                disable=not options.progress)
     try:
@@ -305,6 +309,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             if stats is not None:
                 stats.finished(task, ok=True)
             written += 1
+            threads_used = max(threads_used, result["threads"])
             in_bytes += result["input_bytes"]
             out_bytes += sum(o.size for o in objects)
             elapsed = max(clock.perf_counter() - t0, 1e-9)
@@ -331,6 +336,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
         manifest=store.describe(MANIFEST_KEY) if manifest_written or nothing else "",
         retries=in_workers.retries, transient=in_workers.transient,
         depths=list(settings.depths), stretch={**stretch, "zone_years": stats.rebuilt if stats else []},
+        threads_per_worker=threads_used or resolve_threads(options.threads_per_worker),
     )
 
 

@@ -29,6 +29,7 @@ class Job:
     store_options: S3Options
     settings: EncodeSettings
     stretch_sample: int = 0  # stretch statistics' sample size; 0: not collected
+    threads: int | None = None  # encoding threads per shard; None: every core of the process running it
 
 
 _STORAGES: dict[tuple, Storage] = {}
@@ -64,14 +65,18 @@ def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
 def run_task(task: ShardTask, job: Job) -> ShardResult:
     """Build one shard; the function every executor runs (importable by worker processes)."""
     import numcodecs
+    from threadpoolctl import threadpool_limits
 
-    numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers, not from blosc threads
+    numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers and their encoding threads, not from blosc
     stretch = None
     if job.stretch_sample:
         entry = entry_key(task, task.fingerprint(job.settings.fingerprint()))
         stretch = StretchTarget(job.stretch_sample, partial_key(entry))
-    return build_shard(task, job.settings, _storage(job.source_url, job.source_options),
-                       _storage(job.store_url, job.store_options), stretch)
+    # nor from BLAS (the stretch products): its own threads would spin beside the encoding threads (inline and on
+    # Dask; pool workers start with one BLAS thread already)
+    with threadpool_limits(1, user_api="blas"):
+        return build_shard(task, job.settings, _storage(job.source_url, job.source_options),
+                           _storage(job.store_url, job.store_options), stretch, job.threads)
 
 
 @contextmanager

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from transcode.codecs.spec import CodecSpec
+from transcode.engine.encodepool import REMOTE_FETCHES, BandPipeline, resolve_threads
 from transcode.engine.plan import Placement, ShardTask
 from transcode.engine.shardwriter import ShardWriter
-from transcode.engine.stretchstats import ShardStats
+from transcode.engine.stretchstats import BLOCK, ShardStats, StripShare
 from transcode.engine.transpose import band_to_chunks, chunk_layout
 from transcode.errors import ArchiveError
 from transcode.format.arrays import BANDS, EMBEDDINGS, SCALES, ArrayDecl, Zone, sharded_arrays
@@ -24,6 +25,8 @@ from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
 from transcode.storage import DEFAULT_PART_SIZE, ObjectWriter, Storage
 
 __all__ = ["EncodeSettings", "ShardResult", "build_shard", "sanitize_scales", "tile_files"]
+
+BAND_BUDGET = 192 << 20  # the bands in flight of one shard build (their buffers and stretch products) stay below
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class ShardResult:
     placements: int = 0
     extra: dict = field(default_factory=dict)
     valid_pixels: int | None = None  # folded into the stretch statistics (None: not collected)
+    threads: int = 1  # threads that encoded it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,20 +98,118 @@ class _Output:
         self.bands = zone.size(decl.dims[1]) if len(decl.dims) == 4 else 1  # embedding bands; 1 for scales
         self.n_cols = zone.shard[1] // self.cw
         n_chunks = (zone.shard[0] // self.ch) * self.n_cols
-        per_pixel = decl.dtype.itemsize * self.bands
+        self.chunk_nbytes = decl.dtype.itemsize * self.bands * self.ch * self.cw
         self.writer = ShardWriter(sink, n_chunks, codec.encoder(decl.dtype),
-                                  codec.batch_encoder(decl.dtype, per_pixel * self.ch * self.cw))
+                                  codec.batch_encoder(decl.dtype, self.chunk_nbytes))
 
-    def emit(self, chunks: np.ndarray, empty: np.ndarray, r0: int, x0: int) -> None:
-        """Hand the band's non-empty inner chunks (C order) to the writer: `chunks` one inner chunk per entry of
-        its first two axes, `empty` per pixel (a chunk whose pixels are all empty stays absent, reading as the fill
-        value), the band starting at shard row `r0` and shard column `x0`."""
-        nr, nc = chunks.shape[:2]
+    def select(self, empty: np.ndarray, r0: int, x0: int) -> tuple[np.ndarray, np.ndarray]:
+        """The band's non-empty inner chunks: their positions in the shard and in the band's chunk grid (C order),
+        `empty` per pixel (a chunk whose pixels are all empty stays absent, reading as the fill value), the band
+        starting at shard row `r0` and shard column `x0`."""
+        rows, cols = empty.shape
+        nr, nc = rows // self.ch, cols // self.cw
         blank = empty.reshape(nr, self.ch, nc, self.cw).all(axis=(1, 3)).ravel()
         which = np.flatnonzero(~blank)
         i, j = np.divmod(which, nc)
-        ks = (r0 // self.ch + i) * self.n_cols + x0 // self.cw + j
-        self.writer.add_run(ks, chunks.reshape(nr * nc, *chunks.shape[2:]), which)
+        return (r0 // self.ch + i) * self.n_cols + x0 // self.cw + j, which
+
+    def encode_planes(self, pipe: BandPipeline, emb: np.ndarray, empty: np.ndarray, r0: int, x0: int,
+                      out: np.ndarray | None, ahead: int | None = None) -> list[_Encoded]:
+        """Encode this array's inner chunks of a band of embeddings (rows, cols, 128), chunk row by chunk row
+        (their first `self.bands` bands, reordered into planes on this thread's scratch), into `out`. With `ahead`,
+        `out` is the band's own buffer, `emb` starting `ahead` bytes into it: chunk row i's bytes end before
+        the pixels of row i + 1 begin, so the band is overwritten only where it was already reordered."""
+        rows, cols = empty.shape
+        nc = cols // self.cw
+        ks, which = self.select(empty, r0, x0)
+        bounds = np.searchsorted(which, np.arange(0, rows // self.ch + 1) * nc)
+        view = None if out is None else memoryview(out)
+        row_bytes = self.ch * cols * emb.shape[2]
+        pieces, fill = [], 0
+        for i in range(rows // self.ch):
+            lo, hi = bounds[i], bounds[i + 1]
+            if lo == hi:
+                continue
+            src = emb[i * self.ch:(i + 1) * self.ch]
+            if self.bands < src.shape[2]:
+                part = pipe.scratch("part", self.ch * cols * self.bands, src.dtype).reshape(self.ch, cols, self.bands)
+                np.copyto(part, src[:, :, :self.bands])
+                src = part
+            layout = chunk_layout(self.ch, cols, self.bands, self.ch, self.cw)
+            chunks = band_to_chunks(src, self.ch, self.cw, pipe.scratch("chunks", src.size, src.dtype).reshape(layout))
+            end = len(view) if ahead is None or view is None else ahead + (i + 1) * row_bytes
+            sizes, data = self.writer.encode(chunks.reshape(nc, *layout[2:]), which[lo:hi] - i * nc,
+                                             None if view is None else view[fill:end])
+            if isinstance(data, memoryview):
+                fill += len(data)
+            pieces.append(_Encoded(ks[lo:hi], sizes, data))
+        return pieces
+
+
+@dataclass
+class _Encoded:
+    """A run of one array's inner chunks, encoded: their positions in the shard, sizes and bytes."""
+
+    ks: np.ndarray
+    sizes: np.ndarray
+    data: bytes | memoryview
+
+
+@dataclass
+class _Band:
+    """Rows [r0, r1) of the shard, the tiles that reach them (canonical order) and the inner-chunk columns they
+    span: zone column `x0`, `cols` pixels wide."""
+
+    r0: int
+    r1: int
+    hits: list[tuple[Placement, tuple[int, int], tuple[int, int]]]
+    x0: int
+    cols: int
+
+    @property
+    def rows(self) -> int:
+        return self.r1 - self.r0
+
+
+@dataclass
+class _BandOutput:
+    """What one band produced: bytes read, its strips' stretch statistics shares, each array's encoded runs."""
+
+    input_bytes: int
+    shares: list[StripShare]
+    runs: list[list[_Encoded]]
+
+
+class _Slot:
+    """The buffers of one band in flight: its embeddings (with room ahead of them for their encoded bytes), its
+    scales, the encoded bytes of every other array, and its stretch statistics' block products."""
+
+    def __init__(self, rows: int, width: int, outs: list[_Output]) -> None:
+        emb, pixels = outs[0], rows * width
+        n = pixels // (emb.ch * emb.cw)
+        self.ahead = max(0, emb.writer.worst(n) - n * emb.chunk_nbytes)
+        self.emb = np.empty(self.ahead + pixels * BANDS, np.uint8)
+        self.scales = np.empty(pixels, SCALES.dtype)
+        self.outs = [np.empty(o.writer.worst(pixels // (o.ch * o.cw)), np.uint8) for o in outs[1:]]
+        # kept until they are folded in band order: one per BLOCK valid pixels of each strip (pages are touched
+        # only when statistics are collected)
+        self.products = np.empty((_blocks(rows, width, emb.ch), BANDS, BANDS), np.float64)
+
+    @staticmethod
+    def nbytes(rows: int, width: int, outs: list[_Output]) -> int:
+        """What one slot holds (the slots of a shard build are bounded by this)."""
+        per_pixel = BANDS + SCALES.dtype.itemsize + sum(o.bands * o.decl.dtype.itemsize for o in outs[1:])
+        return rows * width * per_pixel + _blocks(rows, width, outs[0].ch) * BANDS * BANDS * 8
+
+    def band(self, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        """The band's embeddings (rows, cols, 128) and scales (rows, cols)."""
+        emb = self.emb[self.ahead:self.ahead + rows * cols * BANDS].view(EMBEDDINGS.dtype).reshape(rows, cols, BANDS)
+        return emb, self.scales[:rows * cols].reshape(rows, cols)
+
+
+def _blocks(rows: int, width: int, strip: int) -> int:
+    """Stretch statistics blocks a band may have at most: its strips' valid pixels, BLOCK at a time."""
+    return -(-rows // strip) * -(-(strip * width) // BLOCK)
 
 
 def _open(store: Storage, outputs: list[tuple[ArrayDecl, str]], zone: Zone, settings: EncodeSettings) -> list[_Output]:
@@ -128,91 +230,160 @@ def _open(store: Storage, outputs: list[tuple[ArrayDecl, str]], zone: Zone, sett
     return opened
 
 
+def _bands(task: ShardTask, shard: tuple[int, int], band: int, wide: int) -> list[_Band]:
+    """The shard's bands that any tile reaches, each spanning only the inner-chunk columns its tiles touch."""
+    sh, sw = shard
+    r_base, c_base = task.shard_row * sh, task.shard_col * sw
+    out = []
+    for r0 in range(0, sh, band):
+        r1 = min(sh, r0 + band)
+        hits = [(p, p.rows_in(r_base + r0, r_base + r1), p.cols_in(c_base, c_base + sw))
+                for p in task.placements]  # canonical order: later tiles overwrite earlier ones
+        hits = [(p, rr, cc) for p, rr, cc in hits if rr is not None and cc is not None]
+        if not hits:
+            continue  # nothing here: every chunk of the band stays empty
+        j0 = (min(cc[0] for _, _, cc in hits) - c_base) // wide
+        j1 = -(-(max(cc[1] for _, _, cc in hits) - c_base) // wide)
+        out.append(_Band(r0, r1, hits, c_base + j0 * wide, (j1 - j0) * wide))
+    return out
+
+
+class _ShardBuild:
+    """One shard set being built: the band reader (I/O thread) and encoder (worker threads) over shared state
+    that only the calling thread changes."""
+
+    def __init__(self, task: ShardTask, settings: EncodeSettings, source: Storage, outs: list[_Output],
+                 stats: ShardStats | None, pipe: BandPipeline) -> None:
+        self.task, self.settings, self.outs, self.stats, self.pipe = task, settings, outs, stats, pipe
+        self.r_base = task.shard_row * settings.shard[0]
+        self.c_base = task.shard_col * settings.shard[1]
+        self.files = {p: tile_files(source, p) for p in task.placements}
+        self.remote = source.local_path("") is None
+        self.masks: dict[Placement, np.ndarray | None] = {}
+
+    def read_masks(self, source: Storage) -> None:
+        """Every placement's landmask (None: all land; an unreadable one is reported by inventory)."""
+
+        def mask(p: Placement) -> np.ndarray | None:
+            if p.landmask_key is None:
+                return None
+            try:
+                return read_landmask(source, p.landmask_key)
+            except ArchiveError:
+                return None  # an unreadable landmask is reported by inventory; the tile counts as all land
+
+        got = self.pipe.fetch_all([lambda p=p: mask(p) for p in self.task.placements])
+        self.masks = dict(zip(self.task.placements, got))
+
+    def read(self, b: _Band, slot: _Slot) -> int:
+        """Read the band's windows into the slot, scales sanitised; returns the bytes read. On a remote source
+        the windows are fetched at once, then placed in canonical order."""
+        emb, sc = slot.band(b.rows, b.cols)
+        sc.fill(SCALES.fill)
+        targets = [(slice(rr[0] - self.r_base - b.r0, rr[1] - self.r_base - b.r0), slice(cc[0] - b.x0, cc[1] - b.x0))
+                   for _, rr, cc in b.hits]
+        covered = np.zeros((b.rows, b.cols), dtype=bool)
+        for dst in targets:
+            covered[dst] = True
+        if not covered.all():  # clear only what no tile overwrites (a full clear costs a memset per band)
+            emb[~covered] = EMBEDDINGS.fill
+        windows = [Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col) for p, rr, cc in b.hits]
+        fetched = None
+        if self.remote:
+            fetched = self.pipe.fetch_all([lambda f=self.files[p], w=win: (f[0].fetch(w), f[1].fetch(w))
+                                           for (p, _, _), win in zip(b.hits, windows)])
+        read = 0
+        for k, ((p, _, _), dst, win) in enumerate(zip(b.hits, targets, windows)):
+            e_file, s_file = self.files[p]
+            if fetched is None:
+                e_file.read_into(win, emb[dst])
+                s = s_file.read(win)
+            else:
+                emb[dst] = fetched[k][0]
+                s = np.array(fetched[k][1])
+            mask = self.masks[p]
+            sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
+            sc[dst] = s
+            read += emb[dst].nbytes + s.nbytes
+        return read
+
+    def encode(self, b: _Band, slot: _Slot, read: int) -> _BandOutput:
+        """The band's stretch statistics shares and every array's encoded inner chunks (on a worker thread)."""
+        emb, sc = slot.band(b.rows, b.cols)
+        emb_out, sc_out, depth_outs = self.outs[0], self.outs[1], self.outs[2:]
+        ch = emb_out.ch
+        shares = []
+        if self.stats is not None:  # strip by strip of inner chunk rows: the blocking depends on nothing else
+            block = self.pipe.scratch("stats", BLOCK * BANDS * 8, np.float64).reshape(BLOCK, BANDS)
+            used = 0
+            for i in range(0, b.rows, ch):
+                share = self.stats.measure(emb[i:i + ch], sc[i:i + ch], self.r_base + b.r0 + i, b.x0, block,
+                                           slot.products[used:])
+                if share is not None:
+                    shares.append(share)
+                    used += len(share.m_parts)
+        empty = np.isposinf(sc)
+        x0 = b.x0 - self.c_base
+        runs: list[list[_Encoded]] = [[], []]
+        for o, out in zip(depth_outs, slot.outs[1:]):
+            runs.append(o.encode_planes(self.pipe, emb, empty, b.r0, x0, out))
+        # the band's own buffer takes its encoded bytes: the depths above read it first
+        runs[0] = emb_out.encode_planes(self.pipe, emb, empty, b.r0, x0, slot.emb, ahead=slot.ahead)
+        nr, nc = b.rows // sc_out.ch, b.cols // sc_out.cw
+        sc_chunks = np.ascontiguousarray(sc.reshape(nr, sc_out.ch, nc, sc_out.cw).transpose(0, 2, 1, 3))
+        ks, which = sc_out.select(empty, b.r0, x0)
+        sizes, data = sc_out.writer.encode(sc_chunks.reshape(nr * nc, sc_out.ch, sc_out.cw), which,
+                                           memoryview(slot.outs[0]))
+        runs[1] = [_Encoded(ks, sizes, data)]
+        return _BandOutput(read, shares, runs)
+
+
+def _band_plan(band: int, tall: int, sw: int, outs: list[_Output], threads: int) -> tuple[int, int]:
+    """(band rows, bands in flight): one band per encoding thread plus one read ahead, as many as BAND_BUDGET
+    holds (at least two), the bands made lower (down to one row of the tallest inner chunks) where that lets more
+    threads work. The band height does not change the bytes."""
+    while band > tall and BAND_BUDGET // _Slot.nbytes(band, sw, outs) < threads + 1:
+        band = max(tall, band // 2 - band // 2 % tall)
+    return band, max(2, min(threads + 1, BAND_BUDGET // _Slot.nbytes(band, sw, outs)))
+
+
 def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, store: Storage,
-                stretch: StretchTarget | None = None) -> ShardResult:
+                stretch: StretchTarget | None = None, threads: int | None = None) -> ShardResult:
     """Write the task's shard of every sharded array, each whole and committed only when all are complete
-    (shallow depths first, then scales, `embeddings` last); with `stretch`, its stretch statistics after them."""
+    (shallow depths first, then scales, `embeddings` last); with `stretch`, its stretch statistics after them.
+    `threads` encode it (None: every core this process may use); the bytes are the same for any number."""
     t0 = time.perf_counter()
+    threads = resolve_threads(threads)
     sh, sw = settings.shard
-    ch, cw = settings.chunk
     # the zone as the arrays see it (only the shard and chunk sides and the band counts matter here)
     zone = Zone(ZoneGrid(task.zone, 0.0, 0.0, sh, sw), (task.year,), settings.shard, settings.chunk)
     decls = settings.arrays()
     outs = _open(store, [(d, task.key(d.name)) for d in decls], zone, settings)
-    emb_out, sc_out, depth_outs = outs[0], outs[1], outs[2:]
+    emb_out = outs[0]
     # a band holds whole inner chunks of every array (the depths' are power-of-two multiples of the chunk)
     tall = max(o.ch for o in outs)
     wide = max(o.cw for o in outs)
-    band = max(tall, settings.band_rows - settings.band_rows % tall)
-    r_base, c_base = task.shard_row * sh, task.shard_col * sw
-    files = {p: tile_files(source, p) for p in task.placements}
-    masks: dict[Placement, np.ndarray | None] = {}
+    band, slots = _band_plan(max(tall, settings.band_rows - settings.band_rows % tall), tall, sw, outs, threads)
+    threads = min(threads, slots)  # a band is one thread's work: more threads than bands in flight would idle
+    # the encoded bytes are appended below in band order
     stats = ShardStats(task.zone, task.year, stretch.sample_size) if stretch else None
     input_bytes = 0
+    remote = source.local_path("") is None
     try:
-        for p in task.placements:
-            if p.landmask_key is None:
-                masks[p] = None
-                continue
-            try:
-                masks[p] = read_landmask(source, p.landmask_key)
-            except ArchiveError:
-                masks[p] = None  # an unreadable landmask is reported by inventory; the tile counts as all land
-        emb_dt, sc_dt = EMBEDDINGS.dtype, SCALES.dtype
-        # one set of band buffers for the whole shard: the pages are faulted in once, not once per band
-        emb_band = np.empty(band * sw * BANDS, dtype=emb_dt)
-        emb_chunks = np.empty_like(emb_band)
-        sc_band = np.empty(band * sw, dtype=sc_dt)
-        depth_bufs = [(np.empty(band * sw * o.bands, emb_dt), np.empty(band * sw * o.bands, emb_dt))
-                      for o in depth_outs]
-        for r0 in range(0, sh, band):
-            r1 = min(sh, r0 + band)
-            hits = [(p, p.rows_in(r_base + r0, r_base + r1), p.cols_in(c_base, c_base + sw))
-                    for p in task.placements]  # canonical order: later tiles overwrite earlier ones
-            hits = [(p, rr, cc) for p, rr, cc in hits if rr is not None and cc is not None]
-            if not hits:
-                continue  # nothing here: every chunk of the band stays empty
-            # only the columns of the inner chunks (of every array) the band's tiles touch are assembled
-            j0 = (min(cc[0] for _, _, cc in hits) - c_base) // wide
-            j1 = -(-(max(cc[1] for _, _, cc in hits) - c_base) // wide)
-            x0 = c_base + j0 * wide
-            rows, cols = r1 - r0, (j1 - j0) * wide
-            emb = emb_band[:rows * cols * BANDS].reshape(rows, cols, BANDS)
-            sc = sc_band[:rows * cols].reshape(rows, cols)
-            sc.fill(SCALES.fill)
-            targets = [(slice(rr[0] - r_base - r0, rr[1] - r_base - r0), slice(cc[0] - x0, cc[1] - x0))
-                       for _, rr, cc in hits]
-            covered = np.zeros((rows, cols), dtype=bool)
-            for dst in targets:
-                covered[dst] = True
-            if not covered.all():  # clear only what no tile overwrites (a full clear costs a memset per band)
-                emb[~covered] = EMBEDDINGS.fill
-            for (p, rr, cc), dst in zip(hits, targets):
-                win = Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col)
-                e_file, s_file = files[p]
-                e_file.read_into(win, emb[dst])
-                s = s_file.read(win)
-                mask = masks[p]
-                sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
-                sc[dst] = s
-                input_bytes += emb[dst].nbytes + s.nbytes
-            if stats is not None:  # strip by strip of inner chunk rows: the blocking depends on nothing else
-                for i in range(0, rows, ch):
-                    stats.add(emb[i:i + ch], sc[i:i + ch], r_base + r0 + i, x0)
-            empty = np.isposinf(sc)
-            for o, (flat, out) in zip(depth_outs, depth_bufs):
-                part = flat[:rows * cols * o.bands].reshape(rows, cols, o.bands)
-                np.copyto(part, emb[:, :, :o.bands])
-                layout = chunk_layout(rows, cols, o.bands, o.ch, o.cw)
-                o.emit(band_to_chunks(part, o.ch, o.cw, out[:part.size].reshape(layout)), empty, r0, x0 - c_base)
-            chunks = band_to_chunks(emb, ch, cw, emb_chunks[:emb.size].reshape(chunk_layout(rows, cols, BANDS, ch, cw)))
-            emb_out.emit(chunks, empty, r0, x0 - c_base)
-            sc_chunks = np.ascontiguousarray(sc.reshape(rows // ch, ch, cols // cw, cw).transpose(0, 2, 1, 3))
-            sc_out.emit(sc_chunks, empty, r0, x0 - c_base)
+        with BandPipeline(threads, slots, lambda: _Slot(band, sw, outs), REMOTE_FETCHES if remote else 0) as pipe:
+            build = _ShardBuild(task, settings, source, outs, stats, pipe)
+            build.read_masks(source)
+            for _, done in pipe.run(_bands(task, settings.shard, band, wide), build.read, build.encode):
+                input_bytes += done.input_bytes
+                for share in done.shares:
+                    stats.fold(share)
+                for o, runs in zip(outs, done.runs):
+                    for run in runs:
+                        o.writer.append(run.ks, run.sizes, run.data)
         for o in outs:
             o.writer.finish()
         # an embeddings shard's presence implies every other one of its set: it is committed last
-        for o in [*depth_outs, sc_out, emb_out]:
+        for o in [*outs[2:], outs[1], emb_out]:
             o.sink.commit()
     except BaseException:
         for o in outs:
@@ -222,4 +393,5 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     if stats is not None:
         store.put(stretch.key, stats.partial().to_bytes())
     return ShardResult(task.name, objects, input_bytes, emb_out.writer.chunks_written, time.perf_counter() - t0,
-                       placements=len(task.placements), valid_pixels=stats.n if stats is not None else None)
+                       placements=len(task.placements), valid_pixels=stats.n if stats is not None else None,
+                       threads=threads)

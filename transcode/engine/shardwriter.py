@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from transcode.codecs.batchencode import BatchEncoder
@@ -18,7 +20,7 @@ class ShardWriter:
         if self.layout.location != "end":
             raise ValueError("a shard is written as a stream: its index must come at the end")
         self.sink = sink
-        self.encode = encode
+        self.encode_one = encode
         self.batch = batch
         # the batch encoder's output: small enough to stay in cache until the sink copies it
         self._scratch = bytearray(max(1 << 20, 4 * batch.worst)) if batch else None
@@ -34,7 +36,7 @@ class ShardWriter:
         self.last = i
         if chunk is None:
             return
-        data = self.encode(np.ascontiguousarray(chunk))
+        data = self.encode_one(np.ascontiguousarray(chunk))
         self.sink.write(data)
         self.index[i] = (self.offset, len(data))
         self.offset += len(data)
@@ -43,30 +45,66 @@ class ShardWriter:
     def add_run(self, ks: np.ndarray, chunks: np.ndarray, which: np.ndarray) -> None:
         """Append inner chunks `ks` (increasing C-order positions in the shard); chunk `ks[t]` is
         `chunks[which[t]]`, `chunks` holding one C-ordered inner chunk per entry of its first axis."""
-        ks = np.asarray(ks, dtype=np.int64)
-        which = np.asarray(which, dtype=np.int64)
-        if len(ks) == 0:
+        ks = self._check_run(ks, which)
+        if not len(ks):
             return
-        if len(which) != len(ks):
-            raise ValueError(f"{len(ks)} chunk positions but {len(which)} chunks")
-        if ks[0] <= self.last or np.any(np.diff(ks) <= 0):
-            raise ValueError(f"inner chunks must be added in increasing order ({ks.tolist()} after {self.last})")
-        if self.batch is None or not chunks.flags.c_contiguous or chunks[0].nbytes != self.batch.chunk_nbytes:
-            for k, w in zip(ks.tolist(), which.tolist()):
+        if not self._batchable(chunks):
+            for k, w in zip(ks.tolist(), np.asarray(which).tolist()):
                 self.add(k, chunks[w])
             return
         flat = chunks.reshape(len(chunks), -1).view(np.uint8)
+        which = np.asarray(which, dtype=np.int64)
         sizes = np.empty(len(ks), dtype=np.int64)
         scratch = memoryview(self._scratch)
         t = 0
         while t < len(ks):
             t2, fill = self.batch(flat, which, t, scratch, sizes)
-            self.sink.write(scratch[:fill])
-            run = sizes[t:t2]
-            self.index[ks[t:t2], 0] = self.offset + np.cumsum(run) - run
-            self.index[ks[t:t2], 1] = run
-            self.offset += fill
+            self._append(ks[t:t2], sizes[t:t2], scratch[:fill])
             t = t2
+
+    def worst(self, n: int) -> int:
+        """Bytes `encode` may need in its `out` buffer for n chunks (0: it does not use one)."""
+        return n * self.batch.worst if self.batch is not None else 0
+
+    def encode(self, chunks: np.ndarray, which: np.ndarray, out: memoryview | None) -> tuple[np.ndarray, Any]:
+        """Encode `chunks[which[t]]` for every t, touching nothing of the writer (safe on any thread): their sizes
+        and their bytes one after another, in `out` (at least `worst(len(which))` bytes) where the batch encoder
+        takes them, else in a new bytes object. `append` them later, in shard order."""
+        which = np.asarray(which, dtype=np.int64)
+        if not len(which):
+            return np.zeros(0, np.int64), b""
+        if self._batchable(chunks) and out is not None and len(out) >= self.worst(len(which)):
+            flat = chunks.reshape(len(chunks), -1).view(np.uint8)
+            sizes = np.empty(len(which), dtype=np.int64)
+            t, fill = self.batch(flat, which, 0, out, sizes)
+            if t != len(which):
+                raise RuntimeError(f"the batch encoder stopped at chunk {t} of {len(which)} with room for all")
+            return sizes, out[:fill]
+        pieces = [self.encode_one(np.ascontiguousarray(chunks[w])) for w in which.tolist()]
+        return np.array([len(p) for p in pieces], dtype=np.int64), b"".join(pieces)
+
+    def append(self, ks: np.ndarray, sizes: np.ndarray, data: bytes | memoryview) -> None:
+        """Append chunks `ks` (increasing C-order positions) that `encode` made: `sizes` and their bytes, in order."""
+        ks = self._check_run(ks, sizes)
+        if len(ks):
+            self._append(ks, np.asarray(sizes, dtype=np.int64), data)
+
+    def _batchable(self, chunks: np.ndarray) -> bool:
+        return self.batch is not None and chunks.flags.c_contiguous and chunks[0].nbytes == self.batch.chunk_nbytes
+
+    def _check_run(self, ks: np.ndarray, which: np.ndarray) -> np.ndarray:
+        ks = np.asarray(ks, dtype=np.int64)
+        if len(which) != len(ks):
+            raise ValueError(f"{len(ks)} chunk positions but {len(which)} chunks")
+        if len(ks) and (ks[0] <= self.last or np.any(np.diff(ks) <= 0)):
+            raise ValueError(f"inner chunks must be added in increasing order ({ks.tolist()} after {self.last})")
+        return ks
+
+    def _append(self, ks: np.ndarray, sizes: np.ndarray, data: bytes | memoryview) -> None:
+        self.sink.write(data)
+        self.index[ks, 0] = self.offset + np.cumsum(sizes) - sizes
+        self.index[ks, 1] = sizes
+        self.offset += int(sizes.sum())
         self.last = int(ks[-1])
         self.chunks_written += len(ks)
 

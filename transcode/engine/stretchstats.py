@@ -131,8 +131,22 @@ class _Pool:
         return keys[order], np.ascontiguousarray(emb[order]), scales[order]
 
 
+@dataclass
+class StripShare:
+    """What one strip adds to a shard's statistics, computed apart from the shard (on any thread) and folded in
+    later in strip order: its valid-pixel count, the per-block products in block order, and its sample candidates."""
+
+    n: int
+    s_parts: list[np.ndarray]
+    m_parts: list[np.ndarray]
+    keys: np.ndarray
+    emb: np.ndarray
+    scales: np.ndarray
+
+
 class ShardStats:
-    """Accumulates a shard's partial statistics from its strips of pixels, in the order the shard is read."""
+    """Accumulates a shard's partial statistics from its strips of pixels, in the order the shard is read. `measure`
+    may run on several threads at once; `fold` takes the strips in order (the sums are not associative)."""
 
     def __init__(self, zone: int, year: int, sample_size: int) -> None:
         self.salt = year_salt(zone, year)
@@ -140,39 +154,61 @@ class ShardStats:
         self.s = np.zeros(BANDS, np.float64)
         self.m = np.zeros((BANDS, BANDS), np.float64)
         self.pool = _Pool(sample_size)
-        self._x = np.empty((BLOCK, BANDS), np.float64)
-        self._ones = np.ones(BLOCK, np.float64)
 
     def add(self, emb: np.ndarray, scales: np.ndarray, row0: int, col0: int) -> None:
         """Fold in a strip: `emb` (rows, cols, BANDS) int8 and its `scales` (rows, cols), whose top-left pixel is at
         zone-grid row `row0`, column `col0`. Only valid pixels count (0 < scale < 1)."""
+        share = self.measure(emb, scales, row0, col0)
+        if share is not None:
+            self.fold(share)
+
+    def measure(self, emb: np.ndarray, scales: np.ndarray, row0: int, col0: int, block: np.ndarray | None = None,
+                products: np.ndarray | None = None) -> StripShare | None:
+        """A strip's share (as `add` takes it), touching nothing of the shard's sums; None when no pixel is valid.
+        The candidates are copies: the strip's buffers may be reused as soon as this returns. `block` (BLOCK x
+        BANDS float64) is scratch; `products` (at least one BANDS x BANDS float64 per block of BLOCK valid pixels)
+        receives the block products, which the share then points into."""
         valid = valid_scales(scales).ravel()
         where = np.flatnonzero(valid)
         n = len(where)
         if n == 0:
-            return
+            return None
         q, w = emb.reshape(-1, BANDS), scales.reshape(-1).astype(np.float64)
         if n < len(valid):
             q, w = np.take(q, where, axis=0), w[where]
+        if block is None:
+            block = np.empty((min(n, BLOCK), BANDS), np.float64)
+        ones = np.ones(min(n, BLOCK), np.float64)
+        s_parts, m_parts = [], []
         for i in range(0, n, BLOCK):
             j = min(n, i + BLOCK)
-            x = self._x[:j - i]
+            x = block[:j - i]
             x[...] = q[i:j]  # int8 -> float64, then scaled in place: cheaper than one mixed-type multiply
             x *= w[i:j, None]
-            self.s += self._ones[:j - i] @ x  # BLAS gemv: half the time of x.sum(axis=0)
-            self.m += x.T @ x  # numpy hands A^T A to BLAS syrk: half the products of a general multiply
-        self.n += n
+            s_parts.append(ones[:j - i] @ x)  # BLAS gemv: half the time of x.sum(axis=0)
+            # numpy hands A^T A to BLAS syrk (half the products of a general multiply), into `out` or a new array
+            m_parts.append(np.matmul(x.T, x, out=None if products is None else products[len(m_parts)]))
         rows, cols = np.divmod(where, scales.shape[1])
         keys = pixel_keys(self.salt, rows + row0, cols + col0)
-        # most pixels lose: choose by key before copying any embedding
-        if self.pool.threshold is not None:
-            keep = np.flatnonzero(keys < self.pool.threshold)
+        # most pixels lose: choose by key before copying any embedding (the threshold only falls as strips are
+        # folded, so one read while another thread folds is still a bound)
+        threshold = self.pool.threshold
+        if threshold is not None:
+            keep = np.flatnonzero(keys < threshold)
         elif n > self.pool.k:
             keep = np.argpartition(keys, self.pool.k - 1)[:self.pool.k]
         else:
             keep = np.arange(n)
-        if len(keep):
-            self.pool.offer(keys[keep], q[keep], w[keep].astype(SCALES_DTYPE))
+        return StripShare(n, s_parts, m_parts, keys[keep], q[keep], w[keep].astype(SCALES_DTYPE))
+
+    def fold(self, share: StripShare) -> None:
+        """Add a strip's share to the sums, block by block in the order `add` would (the same bytes)."""
+        for s_part, m_part in zip(share.s_parts, share.m_parts):
+            self.s += s_part
+            self.m += m_part
+        self.n += share.n
+        if len(share.keys):
+            self.pool.offer(share.keys, share.emb, share.scales)
 
     def partial(self) -> Partial:
         """The shard's partial statistics."""

@@ -82,9 +82,7 @@ class NpyTileFile:
 
     def read_into(self, window: Window, out: np.ndarray) -> None:
         """Copy the window straight into `out` (any writable view of the right shape): one copy, no temporaries."""
-        h, w = self.header.shape[:2]
-        if not (0 <= window.row0 <= window.row1 <= h and 0 <= window.col0 <= window.col1 <= w):
-            raise ArchiveError(self.storage.describe(self.key), f"window {window} outside the tile's {h}x{w} pixels")
+        self._check(window)
         if out.shape != window.shape + tuple(self.header.shape[2:]):
             raise ValueError(f"out has shape {out.shape}, window needs {window.shape + tuple(self.header.shape[2:])}")
         if not (window.shape[0] and window.shape[1]):
@@ -96,6 +94,19 @@ class NpyTileFile:
             self._scatter_read(path, window, out)
         else:
             out[...] = self._read_span(window)
+
+    def fetch(self, window: Window) -> np.ndarray:
+        """The window as a read-only array over the bytes read (one pread or one ranged GET, no copy): for reading
+        several windows at once and placing them afterwards."""
+        self._check(window)
+        if not (window.shape[0] and window.shape[1]):
+            return np.empty(window.shape + tuple(self.header.shape[2:]), dtype=self.header.dtype)
+        return self._read_span(window)
+
+    def _check(self, window: Window) -> None:
+        h, w = self.header.shape[:2]
+        if not (0 <= window.row0 <= window.row1 <= h and 0 <= window.col0 <= window.col1 <= w):
+            raise ArchiveError(self.storage.describe(self.key), f"window {window} outside the tile's {h}x{w} pixels")
 
     def _scatter_read(self, path, window: Window, out: np.ndarray) -> None:
         """One preadv from the file straight into the destination rows (no intermediate buffer)."""
