@@ -162,7 +162,9 @@ def take_sample(source: str, inv: Inventory, n: int, *, shard: tuple[int, int] =
     with tempfile.TemporaryDirectory(prefix="bench-codecs-") as tmp:
         sink = open_storage(tmp)
         for i, task in enumerate(plan.tasks):  # with the stretch statistics, as convert builds shards by default
-            result = build_shard(task, settings, src, sink, StretchTarget(STRETCH_SAMPLE_SIZE, f"stats/{i}"))
+            # one encoding thread: the recorder keeps every k-th chunk in the order the encoder sees them
+            result = build_shard(task, settings, src, sink, StretchTarget(STRETCH_SAMPLE_SIZE, f"stats/{i}"),
+                                 threads=1)
             input_bytes += result.input_bytes
             seconds += result.seconds
             tick()
