@@ -129,47 +129,45 @@ def _render_s3(records: list[dict], settings: str) -> list[str]:
     return lines
 
 
-def _render_local(records: list[dict]) -> list[str]:
-    if not records:
+def _section(title: str, intro: str, header: list[str], rows: list[list[str]], figures: int = 0) -> list[str]:
+    """One part of the catalogue as a Markdown section with a table (nothing when the part has no records); the
+    last `figures` columns are right-aligned."""
+    if not rows:
         return []
-    lines = ["## Local faults", "",
-             ("`tests/test_local_faults.py`: a small tmpfs that fills while a shard or the manifest is written, a "
-              "read-only store, a source tile that shrinks after the inventory or changes while it is read. Every "
-              "error is one line naming the file; the source is never written."), "",
-             "| fault | verb | exit | left behind |", "|---|---|---|---|"]
-    for r in records:
-        code = "raises ArchiveError" if r["exit"] is None else str(r["exit"])
-        lines.append(f"| {r['fault']} | {r['verb']} | {code} | {r['left']} |")
-    return lines + [""]
+    align = "|" + "---|" * (len(header) - figures) + "---:|" * figures
+    return [f"## {title}", "", intro, "", "| " + " | ".join(header) + " |", align,
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _render_local(records: list[dict]) -> list[str]:
+    return _section("Local faults",
+                    "`tests/test_local_faults.py`: a small tmpfs that fills while a shard or the manifest is written, a "
+                    "read-only store, a source tile that shrinks after the inventory or changes while it is read. Every "
+                    "error is one line naming the file; the source is never written.",
+                    ["fault", "verb", "exit", "left behind"],
+                    [[r["fault"], r["verb"], "raises ArchiveError" if r["exit"] is None else str(r["exit"]), r["left"]]
+                     for r in records])
 
 
 def _render_soak(records: list[dict]) -> list[str]:
-    if not records:
-        return []
-    lines = ["## Kill soaks", "",
-             ("`tests/test_convert_resume.py`: `convert` (stretch statistics on, as by default) SIGKILLed at seeded "
-              "random moments while shards are written, again and again, then run to the end: the store is "
-              "byte-identical to an uninterrupted run (every object: shards, statistics, journal, manifest; on the "
-              "gateway, ETags aside), and a further run finds nothing to do."), "",
-             "| where | kills mid-run (wanted) | kills leaving work to clean up | shards | seconds |",
-             "|---|---:|---:|---:|---:|"]
-    for r in records:
-        lines.append(f"| {r['where']} | {r['kills']} ({r['wanted']}) | {r['leftovers']} | {r['shards']} | "
-                     f"{r['seconds']:g} |")
-    return lines + [""]
+    return _section("Kill soaks",
+                    "`tests/test_convert_resume.py`: `convert` (stretch statistics on, as by default) SIGKILLed at "
+                    "seeded random moments while shards are written, again and again, then run to the end: the store "
+                    "is byte-identical to an uninterrupted run (every object: shards, statistics, journal, manifest; on "
+                    "the gateway, ETags aside), and a further run finds nothing to do.",
+                    ["where", "kills mid-run (wanted)", "kills leaving work to clean up", "shards", "seconds"],
+                    [[r["where"], f"{r['kills']} ({r['wanted']})", str(r["leftovers"]), str(r["shards"]),
+                      f"{r['seconds']:g}"] for r in records], figures=4)
 
 
 def _render_fuzz(records: list[dict]) -> list[str]:
-    if not records:
-        return []
-    lines = ["## Parser fuzz", "",
-             ("`tests/test_fuzz.py`: every file the toolkit reads, mutated by hypothesis (seeded), read under an "
-              "address-space limit and a timeout. Every case ended with the reader's normal result or a typed error "
-              "naming the file: no traceback, hang or unbounded allocation."), "",
-             "| parser | cases | seconds |", "|---|---:|---:|"]
-    for r in sorted(records, key=lambda r: r["target"]):
-        lines.append(f"| {r['target']} | {r['examples']} | {r['seconds']:g} |")
-    return lines + [""]
+    return _section("Parser fuzz",
+                    "`tests/test_fuzz.py`: every file the toolkit reads, mutated by hypothesis (seeded), read under an "
+                    "address-space limit and a timeout. Every case ended with the reader's normal result or a typed "
+                    "error naming the file: no traceback, hang or unbounded allocation.",
+                    ["parser", "cases", "seconds"],
+                    [[r["target"], str(r["examples"]), f"{r['seconds']:g}"]
+                     for r in sorted(records, key=lambda r: r["target"])], figures=2)
 
 
 def documented_cases(doc: str) -> list[str]:
