@@ -20,8 +20,9 @@ from pathlib import Path
 import crc32c
 import numpy as np
 
+from transcode.storage import PARTIAL_SUFFIX  # temporary files of unfinished local writes
+
 JOURNAL_DIR = ".tessera/journal"
-PARTIAL_SUFFIX = ".partial"
 # shard objects of the two sharded arrays (coordinate chunks like utm30/x/c/0 are not shards)
 SHARD_KEY = re.compile(r"^utm\d\d/(embeddings/c/\d+/0|scales/c/\d+)/\d+/\d+$")
 MISSING = 2**64 - 1

@@ -28,7 +28,7 @@ from convert_helpers import (
 
 from transcode.engine.journal import JOURNAL_PREFIX
 from transcode.format.manifest import MANIFEST_KEY
-from transcode.format.sidecar import PARTIAL_SUFFIX, STRETCH_PREFIX
+from transcode.format.sidecar import STATS_SUFFIX, STRETCH_PREFIX
 from transcode.testing.synthetic import make_legacy_archive
 
 # small shards: many per tile, so a run lasts long enough to be killed in the middle
@@ -170,7 +170,7 @@ def test_kill_and_resume_with_depths_and_statistics_is_byte_identical(small_arch
     assert sorted(got) == sorted(want)  # same objects: shards, depth shards, statistics, partials, journal, manifest
     for what in ("/embeddings_d4/c/", "/embeddings_d16/c/", "/stretch_sample/c/", "/stretch_stats_prod/c/"):
         assert any(what in k for k in want), what
-    assert sum(k.endswith(PARTIAL_SUFFIX) for k in want) == total
+    assert sum(k.endswith(STATS_SUFFIX) for k in want) == total
     assert MANIFEST_KEY in want
     diff = sorted(k for k in want if got[k] != want[k])
     assert diff == [], f"{len(diff)} objects differ from the uninterrupted run: {diff[:10]}"

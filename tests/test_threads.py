@@ -122,7 +122,10 @@ def test_kill_and_resume_with_threads_is_byte_identical(archive, reference, tmp_
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "transcode", "convert", str(archive), str(store), *CLI_LAYOUT, "--workers", "2",
            "--threads-per-worker", "3", "--no-progress"]
+    # after the first kill, each kill waits until a shard is being written (its temporary file exists), so that
+    # some kills land mid-write however fast the machine encodes
     log = kill_at_random_moments(cmd, total=total, seed=1415, done=lambda: local_journal_count(store),
+                                 kill_when=lambda: bool(partial_files(store)), extra_delay=(0.0, 0.005),
                                  leftovers=lambda: len(partial_files(store)))
     mid = log.mid_run()
     assert len(mid) >= 3, f"only {len(mid)} kills hit a running conversion: {log}"

@@ -11,7 +11,7 @@ MANIFEST_KEY = f"{SIDECAR}/manifest.parquet"
 JOURNAL_PREFIX = f"{SIDECAR}/journal"
 STRETCH_PREFIX = f"{SIDECAR}/stretch"
 ENTRY_SUFFIX = ".json"
-PARTIAL_SUFFIX = ".stats"  # a shard's partial stretch statistics, beside its journal entry
+STATS_SUFFIX = ".stats"  # a shard's partial stretch statistics, beside its journal entry
 FINGERPRINT_CHARS = 24  # of the SHA-256 fingerprint, in a journal entry's name
 
 
@@ -27,7 +27,7 @@ def journal_key(group: str, year: int, shard_row: int, shard_col: int, fingerpri
 
 def partial_key(entry: str) -> str:
     """Key of the partial stretch statistics written beside the journal entry `entry` (before it)."""
-    return entry.removesuffix(ENTRY_SUFFIX) + PARTIAL_SUFFIX
+    return entry.removesuffix(ENTRY_SUFFIX) + STATS_SUFFIX
 
 
 def stretch_record_key(group: str, year: int) -> str:
