@@ -15,10 +15,12 @@ import pytest
 import zarr
 from convert_helpers import cli, cli_json, tree_digests
 
+import transcode
+
 from transcode.engine.convert import ConvertOptions, convert
 from transcode.engine.stretchstats import Partial, ShardStats, ZoneYearStats, pixel_keys, year_salt
 from transcode.errors import UsageError
-from transcode.format.arrays import STRETCH_ARRAYS, depth_arrays
+from transcode.format.arrays import MAX_STRETCH_SAMPLE_SIZE, STRETCH_ARRAYS, depth_arrays
 from transcode.format.keys import group_zone
 from transcode.format.sidecar import SETTINGS_KEY, STRETCH_PREFIX, stretch_record_key
 from transcode.storage import LocalStorage
@@ -273,6 +275,18 @@ def test_no_stretch_stats_leaves_them_not_collected(archive, tmp_path):
     with pytest.raises(UsageError, match="without stretch statistics"):
         convert(str(archive), str(path), ConvertOptions(stretch_stats=True, years=[2024]))
     assert tree_digests(path) == before
+
+
+def test_sample_size_beyond_the_limit_is_refused(archive, tmp_path):
+    """K is bounded (each year's sample is one chunk that readers load whole): one over the limit writes nothing."""
+    path = tmp_path / "s"
+    r = cli("convert", str(archive), str(path), "--stretch-sample-size", str(MAX_STRETCH_SAMPLE_SIZE + 1),
+            "--no-progress")
+    assert r.returncode == 2 and "--stretch-sample-size" in r.stderr and "at most 1,000,000" in r.stderr, r.stderr
+    assert not path.exists()
+    with pytest.raises(UsageError, match="at most 1,000,000"):  # the public API checks it too
+        transcode.convert(str(archive), str(path), stretch_sample_size=MAX_STRETCH_SAMPLE_SIZE + 1)
+    assert not path.exists()
 
 
 def test_refused_depths_write_nothing(archive, archive_v2, tmp_path):

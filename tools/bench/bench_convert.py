@@ -3,7 +3,8 @@
 sharded array assignment and (b) the codec-bound limit (only compressing the same inner chunks, same codec,
 same number of processes); (c) also times only the MD5 of the shard objects convert wrote (the store manifest
 records it), to show what share of the gap to (b) is hashing; (d) `convert --no-stretch-stats`, for the cost of
-the stretch statistics (convert collects them by default). Same data, same workers, one run. Reports medians
+the stretch statistics (convert collects them by default); (e) where tensorstore is installed, a second baseline that
+writes each whole shard with tensorstore's zarr3 driver. Same data, same workers, one run. Reports medians
 and peak RSS per process.
 
   python3 tools/bench/bench_convert.py --workdir /tmp/bench --runs 3 --workers 2 --years 1,2
@@ -12,6 +13,7 @@ and peak RSS per process.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -66,6 +68,13 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         return self.peaks
+
+
+def _version(dist: str) -> str:
+    """Installed version of a distribution."""
+    from importlib.metadata import version
+
+    return version(dist)
 
 
 def load_average() -> list[float]:
@@ -137,6 +146,26 @@ def baseline_shard(task, source_dir: str, store_dir: str, shard) -> int:
     return 0
 
 
+def tensorstore_shard(task, source_dir: str, store_dir: str, shard) -> int:
+    """What a tensorstore user would write: the whole shard in memory, then one write of the shard's region per array
+    (tensorstore's zarr3 driver, default context: it encodes inner chunks with its own thread pools)."""
+    import tensorstore as ts
+
+    from transcode.storage import LocalStorage
+
+    emb, sc = _shard_arrays(shard)
+    _paint(task, LocalStorage(source_dir), shard, emb, sc)
+    sh, sw = shard
+    r0, c0 = task.shard_row * sh, task.shard_col * sw
+    for name, data, region in ((EMBEDDINGS.name, emb, (slice(task.t, task.t + 1), slice(None), slice(r0, r0 + sh),
+                                                      slice(c0, c0 + sw))),
+                               (SCALES.name, sc, (slice(task.t, task.t + 1), slice(r0, r0 + sh), slice(c0, c0 + sw)))):
+        arr = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{store_dir}/{task.group}/{name}"}},
+                      open=True).result()
+        arr[region].write(data).result()
+    return 0
+
+
 def codec_shard(task, source_dir: str, shard, chunk) -> float:
     """Seconds spent only compressing this shard's non-empty inner chunks with the default codecs."""
     import numcodecs
@@ -184,7 +213,7 @@ def worker_main(args) -> None:
     ctx = get_context("spawn")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-        if args.worker == "baseline":
+        if args.worker in ("baseline", "tensorstore"):
             from transcode import __version__
             from transcode.codecs.spec import parse_codec_options
             from transcode.engine.shardbuild import EncodeSettings
@@ -197,7 +226,7 @@ def worker_main(args) -> None:
                                        codecs=settings.codecs, build_version=__version__,
                                        model_version=plan.inventory.dataset.version).items():
                 store.put(k, v)
-            list(pool.map(baseline_shard, plan.tasks, [args.source] * len(plan.tasks), [args.store] * len(plan.tasks),
+            list(pool.map(baseline_shard if args.worker == "baseline" else tensorstore_shard, plan.tasks, [args.source] * len(plan.tasks), [args.store] * len(plan.tasks),
                           [plan.shard] * len(plan.tasks)))
             print(json.dumps({"seconds": time.perf_counter() - t0, "shards": len(plan.tasks)}))
         elif args.worker == "md5":
@@ -244,7 +273,9 @@ def main() -> None:
     ap.add_argument("--skip-codec", action="store_true", help="skip the codec-bound and MD5 rows (e.g. when only the "
                     "cost of the stretch statistics is wanted)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["baseline", "codec", "md5"], help=argparse.SUPPRESS)
+    ap.add_argument("--skip-tensorstore", action="store_true", help="skip the tensorstore baseline (it runs where "
+                    "tensorstore is installed)")
+    ap.add_argument("--worker", choices=["baseline", "tensorstore", "codec", "md5"], help=argparse.SUPPRESS)
     ap.add_argument("--inventory", help=argparse.SUPPRESS)
     ap.add_argument("--source", help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
@@ -259,11 +290,15 @@ def main() -> None:
                            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
                "workers": args.workers, "runs": args.runs, "sizes": []}
     me = [sys.executable, str(Path(__file__).resolve())]
+    with_tensorstore = not args.skip_tensorstore and importlib.util.find_spec("tensorstore") is not None
+    import zarr
+
+    results["versions"] = {"zarr": zarr.__version__, "tensorstore": _version("tensorstore") if with_tensorstore else None}
     for n_years in [int(y) for y in args.years.split(",")]:
         src, inv, years, nbytes = prepare(workdir, n_years)
         ylist = ",".join(map(str, years))
         row = {"years": n_years, "tiles": len(TILES) * n_years, "input_bytes": nbytes, "ours": [], "ours_no_stats": [],
-               "baseline": [], "codec_bound": [], "md5_bound": []}
+               "baseline": [], "tensorstore": [], "codec_bound": [], "md5_bound": []}
         for run in range(args.runs):
             # without the stretch statistics first, then with them (the default), into a fresh store each
             for name, extra in (("ours_no_stats", ["--no-stretch-stats"]), ("ours", [])):
@@ -286,6 +321,12 @@ def main() -> None:
                 s, out, peaks = timed(me + ["--worker", "baseline", "--inventory", str(inv), "--source", str(src),
                                             "--store", str(store), "--years", ylist, "--workers", str(args.workers)])
                 row["baseline"].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values())})
+            if with_tensorstore:
+                store = workdir / "store-tensorstore"
+                shutil.rmtree(store, ignore_errors=True)
+                s, out, peaks = timed(me + ["--worker", "tensorstore", "--inventory", str(inv), "--source", str(src),
+                                            "--store", str(store), "--years", ylist, "--workers", str(args.workers)])
+                row["tensorstore"].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values())})
             if not args.skip_codec:
                 s, out, _ = timed(me + ["--worker", "codec", "--inventory", str(inv), "--source", str(src),
                                         "--years", ylist, "--workers", str(args.workers)])
@@ -293,11 +334,13 @@ def main() -> None:
             print(f"[{n_years}y run {run + 1}] ours {row['ours'][-1]['seconds']:.1f}s"
                   + f", without stretch statistics {row['ours_no_stats'][-1]['seconds']:.1f}s"
                   + (f", baseline {row['baseline'][-1]['seconds']:.1f}s" if row["baseline"] else "")
+                  + (f", tensorstore {row['tensorstore'][-1]['seconds']:.1f}s" if row["tensorstore"] else "")
                   + (f", codec-bound {row['codec_bound'][-1]['seconds']:.1f}s" if row["codec_bound"] else "")
                   + (f", md5 {row['md5_bound'][-1]['seconds']:.1f}s" if row["md5_bound"] else "")
                   + f", load average {load_average()}", file=sys.stderr)
         med = lambda xs: statistics.median(x["seconds"] for x in xs)  # noqa: E731
-        row["median"] = {k: med(row[k]) for k in ("ours", "ours_no_stats", "baseline", "codec_bound", "md5_bound")
+        row["median"] = {k: med(row[k]) for k in ("ours", "ours_no_stats", "baseline", "tensorstore", "codec_bound",
+                                                  "md5_bound")
                          if row[k]}
         # the cost of the stretch statistics: convert with them over convert without them, medians of one run
         row["stretch_stats_ratio"] = row["median"]["ours"] / row["median"]["ours_no_stats"]
@@ -307,11 +350,17 @@ def main() -> None:
         if row["baseline"]:
             row["speedup_vs_baseline"] = row["median"]["baseline"] / row["median"]["ours"]
             row["peak_worker_rss_mib_baseline"] = max(max(r["peak_rss_mib"]) for r in row["baseline"])
+        if row["tensorstore"]:
+            row["speedup_vs_tensorstore"] = row["median"]["tensorstore"] / row["median"]["ours"]
+            row["peak_worker_rss_mib_tensorstore"] = max(max(r["peak_rss_mib"]) for r in row["tensorstore"])
         if row["codec_bound"]:
             row["fraction_of_codec_bound"] = row["median"]["codec_bound"] / row["median"]["ours"]
             # the same with the manifest's MD5 counted in the limit: compressing and hashing, nothing else
             row["fraction_of_codec_and_md5_bound"] = (row["median"]["codec_bound"] + row["median"]["md5_bound"]) / \
                 row["median"]["ours"]
+            # the statistics are work the bound does not do: the same fraction for convert without them
+            row["fraction_of_codec_and_md5_bound_no_stats"] = (row["median"]["codec_bound"]
+                                                               + row["median"]["md5_bound"]) / row["median"]["ours_no_stats"]
         row["peak_worker_rss_mib_ours"] = max(max(r["peak_rss_mib"]) for r in row["ours"])
         row["peak_worker_rss_mib_ours_no_stats"] = max(max(r["peak_rss_mib"]) for r in row["ours_no_stats"])
         results["sizes"].append(row)

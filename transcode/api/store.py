@@ -24,6 +24,7 @@ from transcode.api.keywords import (
 )
 from transcode.engine.convert import ConvertOptions, ConvertReport
 from transcode.errors import CodecPortabilityWarning, UsageError
+from transcode.format.arrays import MAX_STRETCH_SAMPLE_SIZE
 from transcode.validate.report import LEVELS, PROFILES, ValidationReport
 
 Codecs = str | Mapping[str, str] | Iterable[str] | None
@@ -52,6 +53,9 @@ def _options(verb: str, s3: dict[str, Any], *, years: Iterable[int] | None, zone
         warnings.warn(warning, CodecPortabilityWarning, stacklevel=3)
     if stretch_sample_size is not None:
         positive(stretch_sample_size, "--stretch-sample-size")
+        if stretch_sample_size > MAX_STRETCH_SAMPLE_SIZE:
+            raise UsageError("--stretch-sample-size", f"wants at most {MAX_STRETCH_SAMPLE_SIZE:,} sampled pixels per "
+                             f"zone and year (each year's sample is one chunk read whole), not {stretch_sample_size:,}")
     if stretch_stats is not None and not isinstance(stretch_stats, bool):
         raise UsageError("--no-stretch-stats", f"stretch_stats wants True or False, not {stretch_stats!r}")
     return ConvertOptions(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from transcode.cli import common
+from transcode.format.arrays import MAX_STRETCH_SAMPLE_SIZE, STRETCH_SAMPLE_SIZE
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +46,8 @@ def _add_options(p: argparse.ArgumentParser, years_required: bool = False) -> No
                    "existing store's, else none)")
     p.add_argument("--stretch-sample-size", type=common.positive_int, metavar="K",
                    help="sampled pixels per zone and year in the stretch statistics (docs/format.md, 'Stretch "
-                   "statistics'; default: an existing store's, else 20000)")
+                   f"statistics'; at most {MAX_STRETCH_SAMPLE_SIZE}; default: an existing store's, else "
+                   f"{STRETCH_SAMPLE_SIZE})")
     p.add_argument("--no-stretch-stats", dest="stretch_stats", action="store_false", default=None,
                    help="do not collect stretch statistics: their arrays stay at count 0 and an empty coverage "
                    "mask, 'not collected' (default: an existing store's setting, else collect them)")

@@ -29,6 +29,9 @@ DEFAULT_CHUNK = (32, 32)  # y, x pixels of an inner chunk
 COORD_CHUNK = 65536  # values per chunk of a coordinate array
 SPATIAL_DIMS = ("y", "x")  # the dimensions a shard and an inner chunk cut into sides
 STRETCH_SAMPLE_SIZE = 20_000  # K: sampled pixels per (zone, year) in the stretch statistics
+# the largest K accepted: a worker keeps up to 2K candidates of 140 bytes (vector, key, scale) while it reduces, and
+# each year's sample is one chunk of K x 128 bytes that readers load whole (10^6: 128 MB)
+MAX_STRETCH_SAMPLE_SIZE = 1_000_000
 DEPTH_BAND_PREFIX = "band_d"  # the band dimension (and coordinate) of the nested depth D is band_d{D}
 DEPTH_ARRAY_PREFIX = "embeddings_d"  # the array holding the first D bands of every embedding
 _DEPTH_NAME = re.compile(r"^(embeddings|band)_d([1-9][0-9]*)$")
