@@ -155,7 +155,10 @@ def read_inventory(path: str | Path) -> Inventory:
                            f"{', '.join(_schema().names)} or have other types")
     hashed = meta["verified_hashes"]
     tdt, mdt = tile_dtype(hashed), landmask_dtype(hashed)
-    tiles, masks, problems = RowBuffer(tdt), RowBuffer(mdt), []
+    # room for every row of the file in each: pages of zeros are mapped only once written, so the unused room
+    # costs no memory, and the tables never grow (growing one rewrites its spare quarter in zeros)
+    rows = pf.metadata.num_rows
+    tiles, masks, problems = RowBuffer(tdt, rows), RowBuffer(mdt, rows), []
     hashes = ["embeddings_sha256", "scales_sha256"] if hashed else []
     wanted = {"tile": [*_TILE_INTS, "usable", "landmask_key", *hashes],
               "landmask": ["lon_i", "lat_i", "landmask_size", *(["landmask_sha256"] if hashed else [])],

@@ -19,6 +19,7 @@ from transcode.storage.base import DEFAULT_PART_SIZE, PARTIAL_SUFFIX, ObjectInfo
 from transcode.storage.causes import OS_NOT_FOUND, os_error
 from transcode.storage.filewriter import FileWriter
 from transcode.storage.objectwriter import ObjectWriter
+from transcode.storage.sortednames import sorted_names
 
 
 def _partial_path(path: Path) -> Path:
@@ -51,46 +52,28 @@ class _LocalFile(io.FileIO):
 BATCH = 64  # entries a listing thread takes at once
 
 
-def _sorted_entries(directory: Path) -> list[tuple[os.DirEntry, bool]]:
-    """The directory's entries sorted as full keys sort: a directory 'a' sorts as 'a/' so 'a-b' < 'a/x'."""
+def _file_info(path: str, key: str) -> ObjectInfo | None:
     try:
-        entries = list(os.scandir(directory))
-    except OSError as e:
-        if e.errno in OS_NOT_FOUND:
-            return []  # removed while the listing ran: nothing below it any more
-        raise os_error(str(directory), e, "list") from e
-    decorated = []
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir(follow_symlinks=True)
-        except OSError:
-            is_dir = False
-        decorated.append(((entry.name + ("/" if is_dir else "")).encode("utf-8", "surrogateescape"), entry, is_dir))
-    decorated.sort(key=lambda t: t[0])
-    return [(entry, is_dir) for _, entry, is_dir in decorated]
-
-
-def _file_info(entry: os.DirEntry, key: str) -> ObjectInfo | None:
-    try:
-        st = entry.stat(follow_symlinks=True)
+        st = os.stat(path)
     except OSError:
         return None  # vanished or dangling link
     return ObjectInfo(key, st.st_size, None, st.st_mtime) if stat_mod.S_ISREG(st.st_mode) else None
 
 
-def _batches(directory: Path, rel: str, depth: int) -> Iterator[list[tuple[os.DirEntry, str, bool]]]:
-    """Entries below `directory` in key order, in batches: sub-directories `depth` levels down are expanded,
-    deeper ones are batch entries (listed whole by whoever takes the batch)."""
-    batch: list[tuple[os.DirEntry, str, bool]] = []
-    for entry, is_dir in _sorted_entries(directory):
-        key = f"{rel}/{entry.name}" if rel else entry.name
+def _batches(directory: Path, rel: str, depth: int) -> Iterator[list[tuple[str, str, bool]]]:
+    """(path, key, is_dir) of the entries below `directory` in key order, in batches: sub-directories `depth`
+    levels down are expanded, deeper ones are batch entries (listed whole by whoever takes the batch)."""
+    batch: list[tuple[str, str, bool]] = []
+    for name, is_dir in sorted_names(directory):
+        key = f"{rel}/{name}" if rel else name
+        path = os.path.join(directory, name)
         if is_dir and depth > 0:
             if batch:
                 yield batch
                 batch = []
-            yield from _batches(Path(entry.path), key, depth - 1)
+            yield from _batches(Path(path), key, depth - 1)
             continue
-        batch.append((entry, key, is_dir))
+        batch.append((path, key, is_dir))
         if len(batch) >= BATCH:
             yield batch
             batch = []
@@ -124,21 +107,22 @@ class LocalStorage(Storage):
         yield from self._walk(self.root, "", start_after.encode("utf-8", "surrogateescape"))
 
     def _walk(self, directory: Path, rel: str, after: bytes | None = None) -> Iterator[ObjectInfo]:
-        for entry, is_dir in _sorted_entries(directory):
-            key = f"{rel}/{entry.name}" if rel else entry.name
+        for name, is_dir in sorted_names(directory):
+            key = f"{rel}/{name}" if rel else name
+            path = os.path.join(directory, name)
             if after is not None:
                 bkey = key.encode("utf-8", "surrogateescape")
                 if is_dir and not after.startswith(bkey + b"/"):
                     if bkey + b"/" < after:
                         continue  # every key below sorts before `after`
-                    yield from self._walk(Path(entry.path), key)  # every key below sorts after it
+                    yield from self._walk(Path(path), key)  # every key below sorts after it
                     continue
                 if not is_dir and bkey <= after:
                     continue
             if is_dir:
-                yield from self._walk(Path(entry.path), key, after)
+                yield from self._walk(Path(path), key, after)
                 continue
-            obj = _file_info(entry, key)
+            obj = _file_info(path, key)
             if obj is not None:
                 yield obj
 
@@ -158,12 +142,12 @@ class LocalStorage(Storage):
             while window:
                 yield from window.popleft().result()
 
-    def _list_batch(self, batch: list[tuple[os.DirEntry, str, bool]]) -> list[ObjectInfo]:
+    def _list_batch(self, batch: list[tuple[str, str, bool]]) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
-        for entry, key, is_dir in batch:
+        for path, key, is_dir in batch:
             if is_dir:
-                out += self._walk(Path(entry.path), key)
-            elif (obj := _file_info(entry, key)) is not None:
+                out += self._walk(Path(path), key)
+            elif (obj := _file_info(path, key)) is not None:
                 out.append(obj)
         return out
 
