@@ -9,8 +9,8 @@ import io
 import re
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, TypeVar
 
 from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
