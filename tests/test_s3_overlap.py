@@ -182,3 +182,23 @@ def test_kill_with_parts_in_flight_then_resume_is_byte_identical(rgw_server, tmp
     assert final["shards_written"] == total - done_before
     assert open_uploads() == [], "unfinished multipart uploads left behind"
     assert _same_as_local(client, bucket, prefix, local_ref) == []
+
+
+def test_latency_proxy_tool_forwards_on_loopback_with_its_delay(rgw_server, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("latency_proxy",
+                                                  Path(__file__).resolve().parents[1] / "tools" / "latency_proxy.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rgw_server.apply_env(monkeypatch)
+    bucket = rgw_server.new_bucket("lat")
+    rgw_server.client().put_object(Bucket=bucket, Key="pre/x", Body=b"abc" * 1000)
+    with pytest.raises(ValueError):
+        tool.latency_proxy(rgw_server.endpoint_url, -1)
+    with tool.latency_proxy(rgw_server.endpoint_url, 20) as proxy:
+        assert proxy.url.startswith("http://127.0.0.1:") and proxy.delay == 0.02
+        s = _storage(proxy.url, rgw_server, bucket)
+        assert s.read_range("x", 10, 20) == (b"abc" * 1000)[10:30]
+        assert proxy.count >= 1 and ("GET", f"/{bucket}/pre/x") in [(m, p) for m, p, _ in proxy.seen]
