@@ -102,11 +102,21 @@ def empty_prefix(client, bucket: str, prefix: str) -> None:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
 
 
-def convert(src: str, store: str, extra: list[str]) -> dict:
-    """One `convert --workers 2` run: seconds, peak RSS, load averages."""
+def convert(src: str, store: str, extra: list[str], pythonpath: str | None = None) -> dict:
+    """One `convert --workers 2` run (of the `transcode` found first on `pythonpath`, if given): seconds, peak RSS,
+    load averages."""
     before = load_average()
-    seconds, report, peaks = timed([sys.executable, "-m", "transcode", "convert", src, store, "--workers", "2",
-                                    "--json", "--no-progress", *extra])
+    old = os.environ.get("PYTHONPATH")
+    if pythonpath:
+        os.environ["PYTHONPATH"] = pythonpath
+    try:
+        seconds, report, peaks = timed([sys.executable, "-m", "transcode", "convert", src, store, "--workers", "2",
+                                        "--json", "--no-progress", *extra])
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
     parent, *others = peaks.values()
     return {"seconds": round(seconds, 2), "shards_written": report.get("shards_written"),
             "parent_rss_mib": round(parent / 2**20), "worker_rss_mib": sorted(round(v / 2**20) for v in others),
@@ -120,13 +130,20 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0, help="the RGW's port (default: a free one; the next for its mon)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--delay-ms", type=float, default=20.0)
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also run both S3 legs with the `transcode` of this checkout (e.g. main's, its compiled "
+                         "modules copied in) first on PYTHONPATH: before/after in the same run")
     ap.add_argument("--out", help="also write the results JSON here")
     args = ap.parse_args()
+    args.baseline = args.baseline and str(Path(args.baseline).resolve())
+    args.out = args.out and str(Path(args.out).resolve())
+    args.rgw_data = str(Path(args.rgw_data).resolve())
     from transcode.engine.encodepool import available_cores
     from transcode.testing.synthetic import make_legacy_archive
 
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    os.chdir(work)  # `python -m transcode` must not find a checkout in the current directory first
     src = work / "archive-small"
     if not (src / "registry.parquet").exists():
         shutil.rmtree(src, ignore_errors=True)
@@ -143,7 +160,10 @@ def main() -> None:
                            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
                "archive": {"preset": "small", "years": [YEAR], "input_bytes": nbytes},
                "delay_ms": args.delay_ms, "runs": args.runs,
-               "local_local": [], "s3_latency_local": [], "s3_s3": [], "gateway_put": []}
+               "local_local": [], "s3_latency_local": [], "s3_s3": [], "gateway_put": [],
+               "baseline": args.baseline and subprocess.run(["git", "-C", args.baseline, "rev-parse", "--short",
+                                                             "HEAD"], capture_output=True, text=True).stdout.strip(),
+               "s3_latency_local_baseline": [], "s3_s3_baseline": []}
     proxy = None
     try:
         client = s3_client(env)
@@ -169,6 +189,13 @@ def main() -> None:
             empty_prefix(client, bucket, "store")
             results["s3_s3"].append(convert(f"s3://{bucket}/archive", f"s3://{bucket}/store", src_direct + store_s3))
             results["store_bytes"] = store_bytes
+            if args.baseline:
+                shutil.rmtree(local_store, ignore_errors=True)
+                results["s3_latency_local_baseline"].append(
+                    convert(f"s3://{bucket}/archive", str(local_store), src_delayed, args.baseline))
+                empty_prefix(client, bucket, "store")
+                results["s3_s3_baseline"].append(
+                    convert(f"s3://{bucket}/archive", f"s3://{bucket}/store", src_direct + store_s3, args.baseline))
             print(f"[run {run + 1}] local {results['local_local'][-1]['seconds']}s, S3+{args.delay_ms:g}ms -> local "
                   f"{results['s3_latency_local'][-1]['seconds']}s, S3 -> S3 {results['s3_s3'][-1]['seconds']}s, "
                   f"gateway PUT {secs:.2f}s, load {load_average()}", file=sys.stderr)
@@ -177,15 +204,20 @@ def main() -> None:
         if proxy is not None:
             proxy.close()
         stop_rgw(rgw_data)
-    med = {k: statistics.median(x["seconds"] for x in results[k])
-           for k in ("local_local", "s3_latency_local", "s3_s3", "gateway_put")}
+    legs = ["local_local", "s3_latency_local", "s3_s3", "gateway_put"]
+    legs += ["s3_latency_local_baseline", "s3_s3_baseline"] if args.baseline else []
+    med = {k: statistics.median(x["seconds"] for x in results[k]) for k in legs}
     results["median"] = med
     results["proxy_requests"] = proxy_requests
     results["s3_source_throughput_vs_local"] = round(med["local_local"] / med["s3_latency_local"], 3)
     bound = max(med["local_local"], med["gateway_put"])
     results["s3_s3_vs_bound"] = round(med["s3_s3"] / bound, 3)
+    if args.baseline:
+        results["baseline_s3_source_throughput_vs_local"] = round(med["local_local"] /
+                                                                   med["s3_latency_local_baseline"], 3)
+        results["baseline_s3_s3_vs_bound"] = round(med["s3_s3_baseline"] / bound, 3)
     results["peak_worker_rss_mib"] = {k: max(max(r["worker_rss_mib"] or [0]) for r in results[k])
-                                      for k in ("local_local", "s3_latency_local", "s3_s3")}
+                                      for k in legs if k != "gateway_put"}
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
