@@ -130,6 +130,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0, help="the RGW's port (default: a free one; the next for its mon)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--delay-ms", type=float, default=20.0)
+    ap.add_argument("--part-size", type=int, metavar="MIB",
+                    help="convert's --part-size on the S3 store legs (default: convert's, 64 MiB: shards smaller than "
+                         "that go out as one PUT)")
     ap.add_argument("--baseline", metavar="DIR",
                     help="also run both S3 legs with the `transcode` of this checkout (e.g. main's, its compiled "
                          "modules copied in) first on PYTHONPATH: before/after in the same run")
@@ -159,7 +162,7 @@ def main() -> None:
                            "platform": platform.platform(), "python": platform.python_version(),
                            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
                "archive": {"preset": "small", "years": [YEAR], "input_bytes": nbytes},
-               "delay_ms": args.delay_ms, "runs": args.runs,
+               "delay_ms": args.delay_ms, "runs": args.runs, "part_size_mib": args.part_size,
                "local_local": [], "s3_latency_local": [], "s3_s3": [], "gateway_put": [],
                "baseline": args.baseline and subprocess.run(["git", "-C", args.baseline, "rev-parse", "--short",
                                                              "HEAD"], capture_output=True, text=True).stdout.strip(),
@@ -175,7 +178,7 @@ def main() -> None:
                       "--source-region", env["S3_REGION"]]
         src_delayed = ["--source-endpoint-url", proxy.url, "--source-path-style", "--source-region", env["S3_REGION"]]
         store_s3 = ["--store-endpoint-url", env["S3_ENDPOINT"], "--store-path-style", "--store-region",
-                    env["S3_REGION"]]
+                    env["S3_REGION"]] + (["--part-size", str(args.part_size)] if args.part_size else [])
         local_store = work / "store"
         for run in range(args.runs):
             shutil.rmtree(local_store, ignore_errors=True)
