@@ -10,6 +10,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, TypeVar
 
 from transcode.errors import ObjectNotFoundError, StorageError, TransientStorageError
@@ -20,6 +21,10 @@ from transcode.storage.retries import TALLY, backoff
 from transcode.storage.writebehind import WriteBehind
 
 DEFAULT_ATTEMPTS = 8  # attempts per request, retries included, unless S3Options.max_attempts says
+RANGE_PIECE = 8 << 20  # a ranged read is split into pieces of at least this many bytes ...
+RANGE_SPLIT = 4  # ... at most this many, fetched in parallel
+RANGE_THREADS = 8  # piece fetches in flight per storage (its callers' own first pieces aside)
+PARTS_IN_FLIGHT = 2  # multipart parts hashed or uploading per object writer (one more is being filled)
 DEFAULT_TIMEOUT = 60.0  # connect and read timeout in seconds, unless S3Options.timeout says
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/")
@@ -60,6 +65,7 @@ class S3Storage(Storage):
         self.own_retries: Counter[str] = Counter()  # the storage layer's own retries (bodies botocore does not
         # retry), a Counter like the others so that `child()` storages share it
         self._lock = threading.Lock()
+        self._shared: dict[str, ThreadPoolExecutor | None] = {"ranges": None}  # shared with `child()` storages
         self._pay = {"RequestPayer": "requester"} if self.options.requester_pays else {}
         self._acl = {"ACL": self.options.acl} if self.options.acl else {}
         self._credentials = None  # botocore's credentials object, only to keep its values out of messages
@@ -280,9 +286,47 @@ class S3Storage(Storage):
         return ObjectInfo(key, int(r["ContentLength"]), r.get("ETag", "").strip('"') or None,
                           r["LastModified"].timestamp() if r.get("LastModified") else None)
 
-    def read_range(self, key: str, start: int, length: int) -> bytes:
+    def read_range(self, key: str, start: int, length: int) -> bytes | bytearray:
+        """Bytes start..start+length-1 (fewer at the end of the object): one ranged GET, or a large range split into
+        pieces of at least RANGE_PIECE bytes fetched in parallel (at most RANGE_THREADS per storage at once), the
+        same bytes either way."""
         if length <= 0:
             return b""
+        n = min(RANGE_SPLIT, length // RANGE_PIECE)
+        if n < 2:
+            return self._read_range(key, start, length)
+        bounds = [length * i // n for i in range(n + 1)]
+        out = bytearray(length)  # each piece is copied into place as it arrives: no join of the whole
+        view = memoryview(out)
+
+        def fill(a: int, b: int) -> int:
+            piece = self._read_range(key, start + a, b - a)
+            view[a:a + len(piece)] = piece
+            return len(piece)
+
+        pool = self._range_pool()
+        rest = [pool.submit(fill, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+        try:
+            got = [fill(bounds[0], bounds[1])] + [f.result() for f in rest]
+        finally:
+            for f in rest:
+                f.cancel()
+        view.release()
+        for n_got, a, b in zip(got, bounds, bounds[1:]):
+            if n_got < b - a:  # the object ends here, as a single GET would have found
+                del out[a + n_got:]
+                break
+        return out
+
+    def _range_pool(self) -> ThreadPoolExecutor:
+        """The threads that fetch the pieces of split ranges, shared by this storage and its children."""
+        with self._lock:
+            if self._shared.get("ranges") is None:
+                self._shared["ranges"] = ThreadPoolExecutor(RANGE_THREADS, thread_name_prefix="range-piece")
+            return self._shared["ranges"]
+
+    def _read_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes start..start+length-1 (fewer at the end of the object) from one ranged GET, retried on a bad body."""
 
         def attempt() -> bytes:
             try:
@@ -327,7 +371,7 @@ class S3Storage(Storage):
     def put(self, key: str, data: bytes) -> None:
         self._put(key, data, hashlib.md5(data))
 
-    def _put(self, key: str, data: bytes, md5) -> None:
+    def _put(self, key: str, data: bytes | bytearray, md5) -> None:
         """One PUT of a whole object with its MD5, made again if the server acknowledges another MD5."""
 
         def attempt() -> None:
@@ -376,9 +420,10 @@ class S3Storage(Storage):
 
 
 class _S3Writer(ObjectWriter):
-    """One PUT when the object fits in one part; otherwise a multipart upload of fixed-size parts, each
-    uploaded from a background thread while the next is filled (one in flight), visible only once completed
-    (an aborted upload leaves nothing)."""
+    """One PUT when the object fits in one part; otherwise a multipart upload of fixed-size parts, visible only once
+    completed (an aborted upload leaves nothing). Each byte written is copied once, into the part being filled;
+    a full part is hashed in order on a background thread and uploaded from up to PARTS_IN_FLIGHT threads, while
+    the caller fills the next: memory stays within PARTS_IN_FLIGHT + 1 parts."""
 
     def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
         super().__init__()
@@ -388,41 +433,85 @@ class _S3Writer(ObjectWriter):
         self.part_size = part_size
         self._buf = bytearray()
         self._upload_id: str | None = None
-        self._done: list[dict] = []
-        self._behind: WriteBehind | None = None
+        self._done: dict[int, tuple[bytes, dict]] = {}  # part number -> (binary MD5, completion entry)
+        self._numbered = 0  # parts handed to the background threads
+        self._behind: WriteBehind | None = None  # hashes the parts in order, creates the upload, hands them on
+        self._senders: ThreadPoolExecutor | None = None
+        self._failed: BaseException | None = None  # the first part that could not be uploaded
+        self._room = threading.BoundedSemaphore(PARTS_IN_FLIGHT)
         self._left_open: str | None = None  # why the last abort failed, leaving the upload open
 
     def _write(self, data: bytes | memoryview) -> None:
-        self._buf += data
+        view = memoryview(data).cast("B")
         try:
-            while len(self._buf) >= self.part_size:
-                part = bytes(self._buf[: self.part_size])
-                del self._buf[: self.part_size]
-                if self._behind is None:
-                    self._behind = WriteBehind(f"upload {self.key}")
-                self._behind.drain()  # one part in flight: memory stays at two parts
-                self._behind.submit(self._upload, part)
+            while len(view):
+                take = min(len(view), self.part_size - len(self._buf))
+                self._buf += view[:take]
+                view = view[take:]
+                if len(self._buf) == self.part_size:
+                    self._hand_over(self._buf)
+                    self._buf = bytearray()
         except StorageError as e:
             raise self._aborted(e) from e
         except BaseException:
             self.abort()
             raise
 
-    def _upload(self, part: bytes) -> None:
+    def _hand_over(self, part: bytearray) -> None:
+        """Queue a full part for hashing and upload, once fewer than PARTS_IN_FLIGHT are on their way."""
+        if self._behind is None:
+            self._behind = WriteBehind(f"upload {self.key}")
+            self._senders = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix=f"upload {self.key}")
+        self._check_sent()
+        self._room.acquire()
+        self._numbered += 1
+        try:
+            self._behind.submit(self._hash_and_send, part, self._numbered)
+        except BaseException:
+            self._room.release()
+            raise
+
+    def _check_sent(self) -> None:
+        """Raise the first error of the hashing thread or of a part's upload."""
+        self._behind.check()
+        if self._failed is not None:
+            raise self._failed
+
+    def _hash_and_send(self, part: bytearray, n: int) -> None:
+        """On the hashing thread, in part order: the object's digests, the upload created on the first part; the
+        part then goes out from a sender thread."""
+        try:
+            self._digest(part)
+            if self._upload_id is None:
+                try:
+                    self._upload_id = self.s._client.create_multipart_upload(
+                        Bucket=self.s.bucket, Key=self.full, **self.s._acl, **self.s._pay)["UploadId"]
+                except Exception as e:
+                    raise self.s._error(self.key, e) from e
+            self._senders.submit(self._send, part, n)
+        except BaseException:
+            self._room.release()
+            raise
+
+    def _send(self, part: bytearray | bytes, n: int) -> None:
+        """Upload part `n` (on a sender thread), then make room for the next."""
+        try:
+            if self._failed is None:  # after a failure the upload is aborted: later parts are not sent
+                self._upload(part, n)
+        except BaseException as e:  # handed to the caller at its next write or commit
+            if self._failed is None:
+                self._failed = e
+        finally:
+            self._room.release()
+
+    def _upload(self, part: bytearray | bytes, n: int) -> None:
         c = self.s._client
-        self._digest(part)
-        if self._upload_id is None:
-            try:
-                self._upload_id = c.create_multipart_upload(Bucket=self.s.bucket, Key=self.full, **self.s._acl,
-                                                            **self.s._pay)["UploadId"]
-            except Exception as e:
-                raise self.s._error(self.key, e) from e
         digest = hashlib.md5(part).digest()
-        n = len(self._done) + 1
+        upload_id = self._upload_id
 
         def attempt() -> dict:
             try:
-                r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id, PartNumber=n,
+                r = c.upload_part(Bucket=self.s.bucket, Key=self.full, UploadId=upload_id, PartNumber=n,
                                   Body=part, ContentMD5=base64.b64encode(digest).decode(), **self.s._pay)
             except Exception as e:
                 raise self.s._error(self.key, e) from e
@@ -430,33 +519,44 @@ class _S3Writer(ObjectWriter):
             return r
 
         r = self.s._retrying(self.key, attempt)
-        self.parts.append(digest)
-        self._done.append({"PartNumber": n, "ETag": r["ETag"]})
+        self._done[n] = (digest, {"PartNumber": n, "ETag": r["ETag"]})
+
+    def _wait_sent(self) -> None:
+        """Wait until every part handed over is uploaded; raise the first error."""
+        self._behind.drain()
+        for _ in range(PARTS_IN_FLIGHT):  # all the room back: no part in flight
+            self._room.acquire()
+        for _ in range(PARTS_IN_FLIGHT):
+            self._room.release()
+        self._check_sent()
 
     def commit(self) -> None:
         if self._behind is None:
-            body = bytes(self._buf)
+            body = self._buf
             self._digest(body)
             self.s._put(self.key, body, self.md5)
             self._buf = bytearray()
             return
         try:
-            self._behind.drain()
-            if self._buf:
-                self._upload(bytes(self._buf))
+            if self._buf:  # the last, shorter part goes out alongside those still in flight
+                self._hand_over(self._buf)
                 self._buf = bytearray()
+            self._wait_sent()
             self._complete()
         except StorageError as e:
             raise self._aborted(e) from e
         except Exception as e:
             raise self._aborted(self.s._error(self.key, e)) from e
         finally:
-            self._behind.close()
+            self._stop()
 
     def _complete(self) -> None:
+        numbers = range(1, self._numbered + 1)
+        self.parts = [self._done[n][0] for n in numbers]
         try:
             self.s._client.complete_multipart_upload(Bucket=self.s.bucket, Key=self.full, UploadId=self._upload_id,
-                                                     MultipartUpload={"Parts": self._done}, **self.s._pay)
+                                                     MultipartUpload={"Parts": [self._done[n][1] for n in numbers]},
+                                                     **self.s._pay)
         except Exception as e:
             err = self.s._error(self.key, e)
             # a retried completion whose first attempt went through (its answer was lost) finds no upload left:
@@ -481,9 +581,15 @@ class _S3Writer(ObjectWriter):
                                     f"({self._left_open}): it holds no visible object, and the next convert or "
                                     "extend of this store discards it", err.cause)
 
-    def abort(self) -> None:
+    def _stop(self) -> None:
+        """Let the background threads finish what they started (parts in flight are not cut off) and end them."""
         if self._behind is not None:
             self._behind.close()
+        if self._senders is not None:
+            self._senders.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        self._stop()
         self._left_open = None
         if self._upload_id is not None:
             try:
