@@ -7,7 +7,9 @@ reading the tile windows from the page cache, and reordering pixels into band pl
 The stretch statistics: `build_shard` with and without them, the statistics alone as convert computes them
 (float64 products, BLAS syrk), and the alternative the issue names, float32 products accumulated in float64 per
 block, with the largest relative error it makes against a float64 reference on the same pixels (the statistics
-must stay within 1e-9).
+must stay within 1e-9), at two block sizes; and the floor of exact float64 products: BLAS syrk alone on the same
+valid pixels already converted to float64, with the rate it reaches in multiply-adds per second. Every step runs
+with one BLAS thread, as convert's workers do (a second BLAS thread would spin on the other worker's core).
 
   python3 tools/bench/bench_shard_costs.py --workdir /tmp/bench --runs 3
 
@@ -39,6 +41,13 @@ def cpu(fn) -> float:
 
 
 def main() -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        run()
+
+
+def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="bench-work")
     ap.add_argument("--runs", type=int, default=3)
@@ -67,7 +76,8 @@ def main() -> None:
     ch, cw = plan.chunk
     band = settings.band_rows
     rows: dict[str, list[float]] = {k: [] for k in ("build_shard", "compress", "md5", "crc32c", "read", "reorder",
-                                                    "build_shard_stats", "stats_f64", "stats_f32")}
+                                                    "build_shard_stats", "stats_f64", "syrk_f64",
+                                                    "stats_f32", "stats_f32_block256")}
 
     def objects() -> list[bytes]:
         return [p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and "/c/" in str(p)]
@@ -123,10 +133,20 @@ def main() -> None:
                 m += (xb.T @ xb).astype(np.float64)
         return m
 
+    def syrk_f64(blocks: list[np.ndarray]) -> None:
+        out = np.empty((128, 128))
+        for x in blocks:
+            np.matmul(x.T, x, out=out)
+
     shard_emb, shard_sc = shard_pixels()
-    valid_pixels = int(((shard_sc > 0) & (shard_sc < 1)).sum())
+    valid = (shard_sc > 0) & (shard_sc < 1)
+    valid_pixels = int(valid.sum())
     reference = stats_f64(shard_emb, shard_sc).m
     f32_error = float(np.max(np.abs(stats_f32(shard_emb, shard_sc) - reference)) / np.max(np.abs(reference)))
+    f32_256_error = float(np.max(np.abs(stats_f32(shard_emb, shard_sc, 256) - reference))
+                          / np.max(np.abs(reference)))
+    x64 = shard_emb[valid].astype(np.float64) * shard_sc[valid].astype(np.float64)[:, None]
+    f64_blocks = [x64[i:i + 2048] for i in range(0, len(x64), 2048)]  # convert's block of valid pixels
     loads = []  # the machine's load averages at the start and end of each run
     for run in range(args.runs):
         loads.append({"before": load_average()})
@@ -144,7 +164,9 @@ def main() -> None:
         rows["build_shard_stats"].append(cpu(lambda: build_shard(task, settings, source, LocalStorage(str(out)),
                                                                  target)))
         rows["stats_f64"].append(cpu(lambda: stats_f64(shard_emb, shard_sc)))
+        rows["syrk_f64"].append(cpu(lambda: syrk_f64(f64_blocks)))
         rows["stats_f32"].append(cpu(lambda: stats_f32(shard_emb, shard_sc)))
+        rows["stats_f32_block256"].append(cpu(lambda: stats_f32(shard_emb, shard_sc, 256)))
         loads[-1]["after"] = load_average()
         print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items())
               + f", load average {loads[-1]}", file=sys.stderr)
@@ -163,6 +185,11 @@ def main() -> None:
         "stats_f64_ns_per_valid_pixel": med["stats_f64"] / valid_pixels * 1e9,
         "stats_f32_ns_per_valid_pixel": med["stats_f32"] / valid_pixels * 1e9,
         "stats_f32_max_relative_error": f32_error,
+        "stats_f32_block256_ns_per_valid_pixel": med["stats_f32_block256"] / valid_pixels * 1e9,
+        "stats_f32_block256_max_relative_error": f32_256_error,
+        "syrk_f64_ns_per_valid_pixel": med["syrk_f64"] / valid_pixels * 1e9,
+        # syrk does the n x 128 x 129 / 2 multiply-adds of one triangle
+        "syrk_f64_gfma_per_s": valid_pixels * 128 * 129 / 2 / med["syrk_f64"] / 1e9,
     }, indent=2))
 
 
