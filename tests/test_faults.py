@@ -1,4 +1,4 @@
-"""Every verb under S3 faults, source and store sides: the fault proxy (tests/faultproxy.py) in front of the moto
+"""Every verb under S3 faults, source and store sides: the fault proxy (transcode/testing/faultproxy.py) in front of the moto
 server (the multipart store writes on the RADOS Gateway too) injects each kind of fault once (transient) or on
 every matching request (persistent). A transient fault costs retries, counted in the report, and never the run or
 a wrong byte; a persistent one ends with exit 2, a message naming the object, and nothing half-written visible
