@@ -151,6 +151,54 @@ def test_incremental_run_killed_between_new_and_stale_journal_entry(full_archive
     _assert_same_store(store, direct, same_source=True)
 
 
+def _logged_run(store, source, monkeypatch) -> tuple[list[tuple[str, str]], object]:
+    """Convert, logging every put and delete of the store and every metadata object as it is built."""
+    log = []
+    real_put, real_delete, real_iter = LocalStorage.put, LocalStorage.delete, transcode.engine.convert.iter_metadata
+
+    def built(*a, **kw):
+        for key, data in real_iter(*a, **kw):
+            log.append(("built", key))
+            yield key, data
+
+    with monkeypatch.context() as m:
+        m.setattr(LocalStorage, "put", lambda self, k, d: log.append(("put", k)) or real_put(self, k, d))
+        m.setattr(LocalStorage, "delete", lambda self, k: log.append(("delete", k)) or real_delete(self, k))
+        m.setattr(transcode.engine.convert, "iter_metadata", built)
+        report = convert(str(source), str(store), _opts())
+    return log, report
+
+
+def test_metadata_is_compared_and_written_one_zone_at_a_time(full_archive, tmp_path, monkeypatch):
+    """The manifest is withdrawn before anything changes, the settings come before the metadata, each zone's
+    objects are written before the next zone is built, and the root zarr.json comes last."""
+    store = tmp_path / "store"
+    log, report = _logged_run(store, full_archive, monkeypatch)
+    assert report.ok
+    built = [k for e, k in log if e == "built"]
+    zones = sorted({k.split("/")[0] for k in built if "/" in k})
+    assert len(zones) > 1 and built[-1] == "zarr.json"
+    changes = [(e, k) for e, k in log if e != "built"]
+    assert changes[:2] == [("delete", MANIFEST_KEY), ("put", SETTINGS_KEY)]
+    meta_puts = [k for e, k in changes if e == "put" and k in built]
+    assert meta_puts == built and report.metadata_written == len(built)
+    assert changes.index(("put", "zarr.json")) == 1 + len(meta_puts)  # before any journal entry or manifest
+    second_zone = next(i for i, (e, k) in enumerate(log) if e == "built" and k.startswith(zones[1] + "/"))
+    assert {k for e, k in log[:second_zone] if e == "put"} >= {k for k in built if k.startswith(zones[0] + "/")}
+
+    # one coordinate chunk changed behind its back: only it is rewritten, after the manifest is withdrawn
+    chunk = next(k for k in built if k.startswith(zones[-1] + "/") and "/c/" in k)
+    want = (store / chunk).read_bytes()
+    (store / chunk).write_bytes(b"not the coordinates")
+    log, report = _logged_run(store, full_archive, monkeypatch)
+    assert report.ok and report.metadata_written == 1 and report.shards_written == 0 and report.manifest
+    changes = [(e, k) for e, k in log if e != "built"]
+    assert changes == [("delete", MANIFEST_KEY), ("put", chunk), ("put", MANIFEST_KEY)]
+    assert (store / chunk).read_bytes() == want
+    log, report = _logged_run(store, full_archive, monkeypatch)
+    assert report.nothing_to_do and report.metadata_written == 0 and [e for e, _ in log if e != "built"] == []
+
+
 @pytest.fixture(scope="module")
 def two_year_archive(tmp_path_factory):
     root = tmp_path_factory.mktemp("extend") / "archive"

@@ -16,10 +16,12 @@ import zarr
 from transcode.codecs.spec import parse_codec_options
 from transcode.engine.shardwriter import ShardWriter
 from transcode.format import arrays
-from transcode.format.arrays import PER_YEAR, ZONE_ARRAYS, ArrayDecl, Zone, depth_arrays, sharded_arrays
+from transcode.format.arrays import PER_YEAR, ZONE_ARRAYS, ArrayDecl, Zone, depth_arrays, sharded_arrays, zone_arrays
+from transcode.format.attributes import grid_attributes, root_attributes
 from transcode.format.grid import ZoneGrid
 from transcode.format.keys import zone_group
-from transcode.format.metadata import build_metadata
+from transcode.format import metadata
+from transcode.format.metadata import build_metadata, iter_metadata
 from transcode.format.shardindex import EMPTY, IndexLayout, ShardIndexError, present
 from transcode.mirrors.zarrcheck import ZarrLayout
 from transcode.storage import LocalStorage
@@ -387,3 +389,48 @@ def test_nested_depths_are_checked():
     assert depths_of({"geoemb:depths": [{"dimensions": 128, "array": "embeddings"},
                                         {"dimensions": 4, "array": "embeddings_d4"}]}) == (4,)
     assert depths_of({}) == ()
+
+
+def _whole_store_metadata(grids, time, *, shard, chunk, codecs, build_version, model_version, landmask=True,
+                          depths=(), sample_size=arrays.STRETCH_SAMPLE_SIZE) -> dict[str, bytes]:
+    """The builder as it was before it streamed: every zone in one MemoryStore, consolidated by zarr-python."""
+    import warnings
+
+    from zarr.storage import MemoryStore
+
+    depths = sorted(set(depths))
+    mem = MemoryStore()
+    root = zarr.create_group(mem, zarr_format=3, attributes=root_attributes(build_version, model_version, depths,
+                                                                                  landmask=landmask))
+    for zone, g in sorted(grids.items()):
+        grp = root.create_group(zone_group(zone), attributes=grid_attributes(g))
+        z = Zone(g, tuple(time), tuple(shard), tuple(chunk), sample_size)
+        for decl in zone_arrays(depths).values():
+            metadata._create(grp, decl, z, codecs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(mem)
+    return {key: buf.to_bytes() for key, buf in sorted(mem._store_dict.items())}
+
+
+@pytest.mark.parametrize("depths, landmask", [((), True), ((16, 4), False)])
+def test_metadata_streamed_zone_by_zone_is_byte_identical_to_the_whole_store(depths, landmask, monkeypatch):
+    grids = {**GRIDS, 1: ZoneGrid(1, 300000.0, 9000000.0, 512, 256)}  # three zones, in both hemispheres
+    kw = dict(shard=SHARD, chunk=CHUNK, codecs=parse_codec_options(None), build_version="1",
+              model_version="2.0", landmask=landmask, depths=depths, sample_size=7)
+    want = _whole_store_metadata(grids, TIME, **kw)
+    built = []
+    real = metadata._zone_store
+    monkeypatch.setattr(metadata, "_zone_store", lambda *a: built.append(a[1]) or real(*a))
+    stream = iter_metadata(grids, TIME, **kw)
+    first_key, _ = next(stream)
+    assert first_key.startswith("utm01/") and built == [1]  # the next zone is built only when reached
+    got = [(first_key, _), *stream]
+    assert built == [1, 30, 31]
+    assert [k for k, _ in got] == sorted(want) and got[-1][0] == "zarr.json"  # the root last, with everything
+    assert got[-1][1] == want["zarr.json"]  # consolidated exactly as zarr.consolidate_metadata does for all
+    assert dict(got) == want
+    built.clear()
+    assert list(build_metadata(grids, TIME, **kw).items()) == list(want.items())
+    root = json.loads(want["zarr.json"])["consolidated_metadata"]["metadata"]
+    assert set(root) == {k.removesuffix("/zarr.json") for k in want if k.endswith("/zarr.json")}

@@ -4,10 +4,11 @@ partial of stretch statistics), to measure what the convert parent itself holds 
 stretch statistics, metadata, manifest) on archives whose tile bodies are holes (tools/make_scale_archive.py):
 everything but reading and encoding tiles is the real code.
 
-  python3 tools/bench/convert_parent.py SOURCE STORE --inventory INV.parquet
+  python3 tools/bench/convert_parent.py SOURCE STORE --inventory INV.parquet [--phases]
 
 Prints one JSON line: shards planned and written, seconds. Not a conversion: the store holds metadata, journal
-and manifest, no shard objects.
+and manifest, no shard objects. --phases also prints, to stderr, the process's peak RSS so far (VmHWM) and its
+RSS before and after each phase: plan, metadata, journal listing, manifest (Linux only).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("source")
     ap.add_argument("store")
     ap.add_argument("--inventory", required=True)
+    ap.add_argument("--phases", action="store_true", help="peak RSS around each phase, to stderr")
     args = ap.parse_args(argv)
 
     import transcode.engine.convert as convert_module
@@ -45,11 +47,32 @@ def main(argv: list[str] | None = None) -> int:
         return ShardResult(task.name, objects, 0, 0, 0.0)
 
     convert_module.run_task = record_only
+    if args.phases:
+        for name in ("make_plan", "_sync_metadata", "list_entries", "manifest_bytes"):
+            setattr(convert_module, name, _reporting(name, getattr(convert_module, name)))
     t0 = time.perf_counter()
     report = convert_module.convert(args.source, args.store, convert_module.ConvertOptions(inventory=args.inventory))
     print(json.dumps({"shards_planned": report.shards_planned, "shards_written": report.shards_written,
                       "seconds": time.perf_counter() - t0}))
     return 0 if report.ok else 1
+
+
+def _memory() -> str:
+    """The process's peak RSS so far and its RSS now, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    hwm, rss = (int(fields[k].split()[0]) / 1024 for k in ("VmHWM", "VmRSS"))
+    return f"peak {hwm:.1f} MiB, RSS {rss:.1f} MiB"
+
+
+def _reporting(name: str, fn):
+    """`fn`, printing the memory before and after each call to stderr."""
+    def call(*args, **kwargs):
+        print(f"{time.strftime('%X')} before {name}: {_memory()}", file=sys.stderr, flush=True)
+        out = fn(*args, **kwargs)
+        print(f"{time.strftime('%X')} after {name}: {_memory()}", file=sys.stderr, flush=True)
+        return out
+    return call
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time as clock
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import Any
@@ -27,7 +28,7 @@ from transcode.errors import AccessDeniedError, ArchiveError, StoreError, Transi
 from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD, STRETCH_SAMPLE_SIZE
 from transcode.format.attributes import check_depths
 from transcode.format.manifest import ObjectRecord, manifest_bytes
-from transcode.format.metadata import build_metadata
+from transcode.format.metadata import iter_metadata
 from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
 from transcode.legacy.archive import open_archive
 from transcode.legacy.dataset import Dataset, resolve
@@ -185,24 +186,29 @@ def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings, 
                          "use the same settings or a new store")
 
 
-def _changed_metadata(store: Storage, docs: dict[str, bytes]) -> dict[str, bytes]:
-    """The metadata objects that differ from (or are missing in) the store; a failure other than absence is raised."""
-    changed = {}
-    for key, data in docs.items():
-        try:
-            if store.read(key) == data:
-                continue
-        except ObjectNotFoundError:
-            pass
-        changed[key] = data
-    return changed
+def _sync_metadata(store: Storage, objects: Iterable[tuple[str, bytes]], before_change: Callable[[], None],
+                   part_size: int) -> tuple[int, list[ObjectRecord]]:
+    """Put each metadata object that differs from (or is missing in) the store, one at a time in the order given
+    (`iter_metadata`'s: the root zarr.json last), calling `before_change` before the first put; a failure other
+    than absence is raised. Returns how many were put, and the manifest record of every object."""
+    remote = store.local_path("") is None
+    written, records = 0, []
+    for key, data in objects:
+        records.append(ObjectRecord.from_bytes(key, data, part_size, remote))
+        if _holds(store, key, data):
+            continue
+        before_change()
+        store.put(key, data)
+        written += 1
+    return written, records
 
 
-def _write_metadata(store: Storage, docs: dict[str, bytes]) -> int:
-    """Write these metadata objects, the root zarr.json last. Returns the count."""
-    for key in sorted(docs, key=lambda k: (k == "zarr.json", k)):
-        store.put(key, docs[key])
-    return len(docs)
+def _holds(store: Storage, key: str, data: bytes) -> bool:
+    """Whether the store holds exactly these bytes at `key` (absence: no; any other failure is raised)."""
+    try:
+        return store.read(key) == data
+    except ObjectNotFoundError:
+        return False
 
 
 def convert(source: str, store_url: str, options: ConvertOptions | None = None, *,
@@ -252,14 +258,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     check_dataset(source, inv.dataset, store.describe(), existing)
 
     store.discard_abandoned_writes()
-    docs = build_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk, codecs=settings.codecs,
-                          build_version=__version__, model_version=inv.dataset.version,
-                          landmask=inv.dataset.needs_landmask, depths=settings.depths,
-                          sample_size=stretch["sample_size"])
     sidecar = json.dumps(_settings_document(plan, settings, source, inv.dataset, stretch), indent=1,
                          sort_keys=True).encode()
-    new_settings = existing != json.loads(sidecar)
-    changed_meta = _changed_metadata(store, docs)
 
     # the manifest describes a finished store: withdraw it before anything changes, so that a kill from here on
     # cannot leave an outdated manifest in a store that the next run would call finished
@@ -270,11 +270,15 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             store.delete(MANIFEST_KEY)
             withdrawn.append(True)
 
-    if changed_meta or new_settings:
+    if existing != json.loads(sidecar):
         withdraw_manifest()
-    if new_settings:
         store.put(SETTINGS_KEY, sidecar)
-    meta_written = _write_metadata(store, changed_meta)
+    # zone by zone: the parent never holds more than one zone's metadata objects
+    objects = iter_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk,
+                            codecs=settings.codecs, build_version=__version__, model_version=inv.dataset.version,
+                            landmask=inv.dataset.needs_landmask, depths=settings.depths,
+                            sample_size=stretch["sample_size"])
+    meta_written, meta_records = _sync_metadata(store, objects, withdraw_manifest, settings.part_size)
     entries = list_entries(store)
     stats = None
     if stretch["collected"]:
@@ -321,9 +325,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
 
     manifest_written = False
     if not nothing and not failed:  # a manifest describes a finished store: none while a shard is missing
-        remote = store.local_path("") is None
-        records = chain((ObjectRecord.from_bytes(k, v, settings.part_size, remote) for k, v in docs.items()),
-                        iter_records(store, entry_keys(store)),
+        records = chain(meta_records, iter_records(store, entry_keys(store)),
                         stretch_records(store))  # streamed into the manifest's Arrow columns
         store.put(MANIFEST_KEY, manifest_bytes(records))
         manifest_written = True

@@ -4,7 +4,7 @@ the array declarations and the group attributes, for the writer to put through t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from transcode.format.arrays import STRETCH_SAMPLE_SIZE, ArrayDecl, Zone, zone_arrays
@@ -13,30 +13,74 @@ from transcode.format.grid import ZoneGrid
 from transcode.format.keys import zone_group
 
 
+ROOT_KEY = "zarr.json"
+
+
 def build_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tuple[int, int],
                    chunk: tuple[int, int], codecs: Mapping[str, Any], build_version: str,
                    model_version: str, landmask: bool = True, depths: Iterable[int] = (),
                    sample_size: int = STRETCH_SAMPLE_SIZE) -> dict[str, bytes]:
-    """Every non-shard object of the store (zarr.json documents, coordinate chunks) keyed by object key.
+    """Every non-shard object of the store (zarr.json documents, coordinate chunks) keyed by object key, in key
+    order: `iter_metadata` held whole (for tools and tests; `convert` streams it)."""
+    return dict(sorted(iter_metadata(grids, time, shard=shard, chunk=chunk, codecs=codecs,
+                                     build_version=build_version, model_version=model_version, landmask=landmask,
+                                     depths=depths, sample_size=sample_size)))
+
+
+def iter_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tuple[int, int],
+                  chunk: tuple[int, int], codecs: Mapping[str, Any], build_version: str,
+                  model_version: str, landmask: bool = True, depths: Iterable[int] = (),
+                  sample_size: int = STRETCH_SAMPLE_SIZE) -> Iterator[tuple[str, bytes]]:
+    """Every non-shard object of the store as (key, bytes): zone by zone, each zone built alone and in key order,
+    then the root zarr.json with every node's metadata consolidated inline. Only one zone's objects (and the
+    small zarr.json documents of the zones before it) are held at a time.
     `codecs` maps each declared codec setting (`ArrayDecl.codec`) to a CodecSpec; `model_version` is the source
     dataset's version; `landmask` False (datasets from v2 on) is recorded as `geoemb:landmask: false`; `depths`
     are the nested depths (checked by the caller), `sample_size` the stretch sample's K."""
+    depths = sorted(set(depths))
+    attributes = root_attributes(build_version, model_version, depths, landmask=landmask)
+    nodes = _root_group(attributes).store._store_dict  # every node's zarr.json: what the root consolidates
+    for zone, g in sorted(grids.items()):
+        zone_store = _zone_store(attributes, zone, Zone(g, tuple(time), tuple(shard), tuple(chunk), sample_size),
+                                 depths, codecs)
+        for key, buf in sorted(zone_store._store_dict.items()):
+            if key == ROOT_KEY:
+                continue
+            if key.endswith("/" + ROOT_KEY):
+                nodes[key] = buf
+            yield key, buf.to_bytes()
+        del zone_store
+    yield ROOT_KEY, _consolidated_root(nodes)
+
+
+def _root_group(attributes: dict) -> Any:
+    """The root group, in a new zarr MemoryStore."""
     import zarr
     from zarr.storage import MemoryStore
 
-    depths = sorted(set(depths))
-    mem = MemoryStore()
-    root = zarr.create_group(mem, zarr_format=3, attributes=root_attributes(build_version, model_version, depths,
-                                                                                  landmask=landmask))
-    for zone, g in sorted(grids.items()):
-        grp = root.create_group(zone_group(zone), attributes=grid_attributes(g))
-        z = Zone(g, tuple(time), tuple(shard), tuple(chunk), sample_size)
-        for decl in zone_arrays(depths).values():
-            _create(grp, decl, z, codecs)
+    return zarr.create_group(MemoryStore(), zarr_format=3, attributes=attributes)
+
+
+def _zone_store(attributes: dict, zone: int, z: Zone, depths: list[int], codecs: Mapping[str, Any]) -> Any:
+    """A zarr MemoryStore holding the root group and one zone's group, arrays and coordinate chunks."""
+    root = _root_group(attributes)
+    grp = root.create_group(zone_group(zone), attributes=grid_attributes(z.grid))
+    for decl in zone_arrays(depths).values():
+        _create(grp, decl, z, codecs)
+    return root.store
+
+
+def _consolidated_root(nodes: dict) -> bytes:
+    """The root zarr.json with the metadata of every node consolidated inline, as `zarr.consolidate_metadata`
+    writes it for the whole store (it reads nothing but the zarr.json documents)."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    mem = MemoryStore(nodes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr warns that consolidated metadata is not yet in the v3 spec
         zarr.consolidate_metadata(mem)
-    return {key: buf.to_bytes() for key, buf in sorted(mem._store_dict.items())}
+    return mem._store_dict[ROOT_KEY].to_bytes()
 
 
 def _create(grp, decl: ArrayDecl, zone: Zone, codecs: Mapping[str, Any]) -> None:
