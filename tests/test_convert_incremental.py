@@ -154,24 +154,26 @@ def test_incremental_run_killed_between_new_and_stale_journal_entry(full_archive
 def _logged_run(store, source, monkeypatch) -> tuple[list[tuple[str, str]], object]:
     """Convert, logging every put and delete of the store and every metadata object as it is built."""
     log = []
-    real_put, real_delete, real_iter = LocalStorage.put, LocalStorage.delete, transcode.engine.convert.iter_metadata
+    real_put, real_delete = LocalStorage.put, LocalStorage.delete
+    real_iter = transcode.engine.convert.iter_zone_metadata
 
     def built(*a, **kw):
-        for key, data in real_iter(*a, **kw):
-            log.append(("built", key))
-            yield key, data
+        for zone, objects in real_iter(*a, **kw):
+            log.extend(("built", key) for key, _ in objects)
+            yield zone, objects
 
     with monkeypatch.context() as m:
         m.setattr(LocalStorage, "put", lambda self, k, d: log.append(("put", k)) or real_put(self, k, d))
         m.setattr(LocalStorage, "delete", lambda self, k: log.append(("delete", k)) or real_delete(self, k))
-        m.setattr(transcode.engine.convert, "iter_metadata", built)
+        m.setattr(transcode.engine.convert, "iter_zone_metadata", built)
         report = convert(str(source), str(store), _opts())
     return log, report
 
 
 def test_metadata_is_compared_and_written_one_zone_at_a_time(full_archive, tmp_path, monkeypatch):
-    """The manifest is withdrawn before anything changes, the settings come before the metadata, each zone's
-    objects are written before the next zone is built, and the root zarr.json comes last."""
+    """The manifest is withdrawn before anything changes and the settings come before the metadata; each zone's
+    metadata is built and written when the conversion reaches the zone, before its first shard and after the shards
+    of the zones before it (the first shard does not wait for every zone); the root zarr.json comes last."""
     store = tmp_path / "store"
     log, report = _logged_run(store, full_archive, monkeypatch)
     assert report.ok
@@ -182,7 +184,15 @@ def test_metadata_is_compared_and_written_one_zone_at_a_time(full_archive, tmp_p
     assert changes[:2] == [("delete", MANIFEST_KEY), ("put", SETTINGS_KEY)]
     meta_puts = [k for e, k in changes if e == "put" and k in built]
     assert meta_puts == built and report.metadata_written == len(built)
-    assert changes.index(("put", "zarr.json")) == 1 + len(meta_puts)  # before any journal entry or manifest
+    assert changes[-2:] == [("put", "zarr.json"), ("put", MANIFEST_KEY)]  # after every shard, before the manifest
+    puts = [k for e, k in log if e == "put"]
+    for zone in zones:
+        entries = [i for i, k in enumerate(puts) if k.startswith(f"{JOURNAL_PREFIX}/{zone}/")]
+        metadata = [i for i, k in enumerate(puts) if k.startswith(zone + "/") and k in built]
+        assert entries and max(metadata) < min(entries), zone
+    first_entry = next(i for i, (e, k) in enumerate(log) if e == "put" and k.startswith(JOURNAL_PREFIX + "/"))
+    last_zone_built = next(i for i, (e, k) in enumerate(log) if e == "built" and k.startswith(zones[-1] + "/"))
+    assert first_entry < last_zone_built
     second_zone = next(i for i, (e, k) in enumerate(log) if e == "built" and k.startswith(zones[1] + "/"))
     assert {k for e, k in log[:second_zone] if e == "put"} >= {k for k in built if k.startswith(zones[0] + "/")}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time as clock
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import Any
@@ -19,6 +18,7 @@ from transcode.engine.encodepool import resolve_threads
 from transcode.engine.executors import Executor, Job, make_executor, run_task
 from transcode.engine.identity import check_dataset
 from transcode.engine.journal import delete_entry, entry_keys, iter_records, list_entries, write_entry
+from transcode.engine.metasync import MetadataSync
 from transcode.engine.plan import Plan, make_plan
 from transcode.engine.schedule import PendingShards
 from transcode.engine.shardbuild import EncodeSettings
@@ -28,13 +28,13 @@ from transcode.errors import AccessDeniedError, ArchiveError, StoreError, Transi
 from transcode.format.arrays import DEFAULT_CHUNK, DEFAULT_SHARD, STRETCH_SAMPLE_SIZE
 from transcode.format.attributes import check_depths
 from transcode.format.manifest import ObjectRecord, manifest_bytes
-from transcode.format.metadata import iter_metadata
+from transcode.format.metadata import iter_zone_metadata
 from transcode.format.sidecar import MANIFEST_KEY, SETTINGS_KEY, settings_document
 from transcode.legacy.archive import open_archive
 from transcode.legacy.dataset import Dataset, resolve
 from transcode.legacy.inventory import Inventory, build_inventory, read_inventory
 from transcode.legacy.problems import Problem
-from transcode.storage import DEFAULT_PART_SIZE, ObjectNotFoundError, S3Options, Storage, StorageError, open_storage
+from transcode.storage import DEFAULT_PART_SIZE, S3Options, Storage, StorageError, open_storage
 from transcode.storage.retries import RetryCount, retry_count
 
 
@@ -186,31 +186,6 @@ def _check_compatible(store: Storage, existing: dict, settings: EncodeSettings, 
                          "use the same settings or a new store")
 
 
-def _sync_metadata(store: Storage, objects: Iterable[tuple[str, bytes]], before_change: Callable[[], None],
-                   part_size: int) -> tuple[int, list[ObjectRecord]]:
-    """Put each metadata object that differs from (or is missing in) the store, one at a time in the order given
-    (`iter_metadata`'s: the root zarr.json last), calling `before_change` before the first put; a failure other
-    than absence is raised. Returns how many were put, and the manifest record of every object."""
-    remote = store.local_path("") is None
-    written, records = 0, []
-    for key, data in objects:
-        records.append(ObjectRecord.from_bytes(key, data, part_size, remote))
-        if _holds(store, key, data):
-            continue
-        before_change()
-        store.put(key, data)
-        written += 1
-    return written, records
-
-
-def _holds(store: Storage, key: str, data: bytes) -> bool:
-    """Whether the store holds exactly these bytes at `key` (absence: no; any other failure is raised)."""
-    try:
-        return store.read(key) == data
-    except ObjectNotFoundError:
-        return False
-
-
 def convert(source: str, store_url: str, options: ConvertOptions | None = None, *,
             time_axis: list[int] | None = None, inventory: Inventory | None = None) -> ConvertReport:
     """Convert a legacy archive into (or onward into) a Zarr v3 store."""
@@ -273,17 +248,19 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     if existing != json.loads(sidecar):
         withdraw_manifest()
         store.put(SETTINGS_KEY, sidecar)
-    # zone by zone: the parent never holds more than one zone's metadata objects
-    objects = iter_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk,
-                            codecs=settings.codecs, build_version=__version__, model_version=inv.dataset.version,
-                            landmask=inv.dataset.needs_landmask, depths=settings.depths,
-                            sample_size=stretch["sample_size"])
-    meta_written, meta_records = _sync_metadata(store, objects, withdraw_manifest, settings.part_size)
+    # zone by zone as the passes reach each zone: the parent never holds more than one zone's metadata objects, and
+    # the first shard waits for its own zone's metadata only; the root zarr.json (consolidating all) comes last
+    zones = iter_zone_metadata(plan.grids, plan.time, shard=settings.shard, chunk=settings.chunk,
+                               codecs=settings.codecs, build_version=__version__, model_version=inv.dataset.version,
+                               landmask=inv.dataset.needs_landmask, depths=settings.depths,
+                               sample_size=stretch["sample_size"])
+    metadata = MetadataSync(store, zones, sorted(plan.grids), withdraw_manifest, settings.part_size)
     entries = list_entries(store)
     stats = None
     if stretch["collected"]:
         stats = StretchStore(store, plan, entries, stretch["sample_size"], settings.part_size)
-    pending = PendingShards(plan, settings.fingerprint(), entries, store, withdraw_manifest, stats)
+    pending = PendingShards(plan, settings.fingerprint(), entries, store, withdraw_manifest, stats,
+                            before_pass=metadata.through)
 
     failed: list[dict] = []
     written = in_bytes = out_bytes = 0
@@ -321,17 +298,18 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
             bar.update(1)
     finally:
         bar.close()
-    nothing = not pending.changed and meta_written == 0 and store.exists(MANIFEST_KEY)
+    metadata.finish()
+    nothing = not pending.changed and metadata.written == 0 and store.exists(MANIFEST_KEY)
 
     manifest_written = False
     if not nothing and not failed:  # a manifest describes a finished store: none while a shard is missing
-        records = chain(meta_records, iter_records(store, entry_keys(store)),
+        records = chain(metadata.records, iter_records(store, entry_keys(store)),
                         stretch_records(store))  # streamed into the manifest's Arrow columns
         store.put(MANIFEST_KEY, manifest_bytes(records))
         manifest_written = True
     return ConvertReport(
         source=source, store=store.describe(), time=plan.time, shards_planned=pending.planned,
-        shards_written=written, shards_already_done=pending.done_before, metadata_written=meta_written,
+        shards_written=written, shards_already_done=pending.done_before, metadata_written=metadata.written,
         input_bytes=in_bytes, output_bytes=out_bytes, seconds=clock.perf_counter() - t0, executor=executor.name,
         skipped_tiles=plan.skipped, clipped_tiles=plan.clipped, failed=failed + (stats.problems if stats else []),
         nothing_to_do=nothing, years_outside_time_axis=plan.outside_time,

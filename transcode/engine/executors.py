@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from transcode.engine.journal import entry_key
@@ -155,12 +156,26 @@ class DaskExecutor(Executor):
         from distributed import as_completed
 
         job_future = self.client.scatter(job, broadcast=True)
-        futures = [self.client.submit(fn, t, job_future, pure=False, key=f"shard-{t.name}-{id(t)}") for t in tasks]
+
+        def submit(t: ShardTask):
+            return self.client.submit(fn, t, job_future, pure=False, key=f"shard-{t.name}-{id(t)}")
+
+        # at most 2 tasks per worker thread in flight: the parent holds neither every task nor every future
+        limit = 2 * max(1, sum(self.client.nthreads().values()))
+        it = iter(tasks)
+        in_flight = {submit(t) for t in islice(it, limit)}
+        done = as_completed(list(in_flight))
         try:
-            for f in as_completed(futures):
+            for f in done:
+                in_flight.discard(f)
+                nxt = next(it, None)
+                if nxt is not None:
+                    g = submit(nxt)
+                    in_flight.add(g)
+                    done.add(g)
                 yield f.result()
         finally:
-            for f in futures:
+            for f in in_flight:
                 f.cancel()
 
     def close(self) -> None:

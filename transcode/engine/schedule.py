@@ -20,12 +20,16 @@ class PendingShards:
     pass; deletes journal entries left stale beside a finished shard's current one. `before_change` runs once,
     before the first shard is handed out, the first entry deleted or the first statistics changed (the caller
     withdraws the manifest there). With `stretch`, each pass is registered with it as it is planned, and its
-    statistics invalidated (or, with no work left, rebuilt when stale) before its first shard is handed out."""
+    statistics invalidated (or, with no work left, rebuilt when stale) before its first shard is handed out.
+    `before_pass(zone)` runs as each pass begins, before anything of it is written (the caller syncs the zone's
+    metadata there)."""
 
     def __init__(self, plan: Plan, settings_fingerprint: dict, entries: dict[str, dict[str, int]], store: Storage,
-                 before_change: Callable[[], None], stretch: StretchStore | None = None) -> None:
+                 before_change: Callable[[], None], stretch: StretchStore | None = None,
+                 before_pass: Callable[[int], None] | None = None) -> None:
         self.plan, self.settings, self.entries, self.store = plan, settings_fingerprint, entries, store
         self.before_change = before_change
+        self.before_pass = before_pass
         self.stretch = stretch
         self.changed = False
         self.planned = 0
@@ -40,6 +44,8 @@ class PendingShards:
 
     def __iter__(self) -> Iterator[ShardTask]:
         for zone, year in self.plan.passes():
+            if self.before_pass is not None:
+                self.before_pass(zone)
             tasks, todo = [], []
             for task in self.plan.pass_tasks(zone, year):
                 self.planned += 1

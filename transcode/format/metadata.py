@@ -32,8 +32,20 @@ def iter_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tupl
                   model_version: str, landmask: bool = True, depths: Iterable[int] = (),
                   sample_size: int = STRETCH_SAMPLE_SIZE) -> Iterator[tuple[str, bytes]]:
     """Every non-shard object of the store as (key, bytes): zone by zone, each zone built alone and in key order,
-    then the root zarr.json with every node's metadata consolidated inline. Only one zone's objects (and the
-    small zarr.json documents of the zones before it) are held at a time.
+    then the root zarr.json with every node's metadata consolidated inline (`iter_zone_metadata`, flattened)."""
+    for _, objects in iter_zone_metadata(grids, time, shard=shard, chunk=chunk, codecs=codecs,
+                                         build_version=build_version, model_version=model_version,
+                                         landmask=landmask, depths=depths, sample_size=sample_size):
+        yield from objects
+
+
+def iter_zone_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tuple[int, int],
+                       chunk: tuple[int, int], codecs: Mapping[str, Any], build_version: str,
+                       model_version: str, landmask: bool = True, depths: Iterable[int] = (),
+                       sample_size: int = STRETCH_SAMPLE_SIZE) -> Iterator[tuple[int | None, list[tuple[str, bytes]]]]:
+    """The store's non-shard objects as (zone, [(key, bytes), ...]) in ascending zone order, each zone built only
+    when asked for and in key order, then (None, [root zarr.json]) with every node's metadata consolidated inline.
+    Only one zone's objects (and the small zarr.json documents of the zones before it) are held at a time.
     `codecs` maps each declared codec setting (`ArrayDecl.codec`) to a CodecSpec; `model_version` is the source
     dataset's version; `landmask` False (datasets from v2 on) is recorded as `geoemb:landmask: false`; `depths`
     are the nested depths (checked by the caller), `sample_size` the stretch sample's K."""
@@ -43,14 +55,16 @@ def iter_metadata(grids: Mapping[int, ZoneGrid], time: list[int], *, shard: tupl
     for zone, g in sorted(grids.items()):
         zone_store = _zone_store(attributes, zone, Zone(g, tuple(time), tuple(shard), tuple(chunk), sample_size),
                                  depths, codecs)
+        objects = []
         for key, buf in sorted(zone_store._store_dict.items()):
             if key == ROOT_KEY:
                 continue
             if key.endswith("/" + ROOT_KEY):
                 nodes[key] = buf
-            yield key, buf.to_bytes()
+            objects.append((key, buf.to_bytes()))
         del zone_store
-    yield ROOT_KEY, _consolidated_root(nodes)
+        yield zone, objects
+    yield None, [(ROOT_KEY, _consolidated_root(nodes))]
 
 
 def _root_group(attributes: dict) -> Any:
