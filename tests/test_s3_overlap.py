@@ -200,5 +200,15 @@ def test_latency_proxy_tool_forwards_on_loopback_with_its_delay(rgw_server, monk
     with tool.latency_proxy(rgw_server.endpoint_url, 20) as proxy:
         assert proxy.url.startswith("http://127.0.0.1:") and proxy.delay == 0.02
         s = _storage(proxy.url, rgw_server, bucket)
+        t0 = time.perf_counter()
         assert s.read_range("x", 10, 20) == (b"abc" * 1000)[10:30]
-        assert proxy.count >= 1 and ("GET", f"/{bucket}/pre/x") in [(m, p) for m, p, _ in proxy.seen]
+        waited = time.perf_counter() - t0
+        # a relay, not an HTTP proxy: whole bodies pass both ways, every request at least `delay` late
+        assert proxy.connections >= 1 and proxy.bytes_up > 0 and proxy.bytes_down >= 20
+        assert waited >= 0.02
+        big = random.Random(5).randbytes(3 * MiB + 7)
+        s.put("big", big)
+        assert rgw_server.client().get_object(Bucket=bucket, Key="pre/big")["Body"].read() == big
+        assert proxy.bytes_up >= len(big)
+    with pytest.raises(ValueError):
+        tool.latency_proxy("https://127.0.0.1:1", 20)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -226,6 +227,55 @@ def test_pipeline_fetches_remote_windows_at_once_and_stops_on_errors():
     assert not [t for t in threading.enumerate() if t.name.startswith(("band-read", "band-encode", "band-fetch"))]
 
 
+def test_read_ahead_fetches_later_items_within_its_byte_budget():
+    """While item 0's fetches hang, the next items' are already running, as many as 35 bytes allow (3 of 10 bytes)."""
+    started: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def call(i: int, j: int) -> tuple[int, int]:
+        with lock:
+            started.append((i, j))
+        if i == 0:
+            assert gate.wait(30)
+        return i, j
+
+    with BandPipeline(threads=1, slots=2, make_slot=object, fetchers=8) as pipe:
+        ahead = pipe.read_ahead(list(range(10)), lambda i: [lambda i=i, j=j: call(i, j) for j in range(2)],
+                                nbytes=lambda i: 10, budget=35)
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(ahead.take(0)))
+        t.start()
+        deadline = time.monotonic() + 30
+        while len(started) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # room for a fetch beyond the budget to start, were there one
+        assert sorted(started) == [(i, j) for i in range(3) for j in range(2)] and not first
+        gate.set()
+        t.join(30)
+        assert first == [[(0, 0), (0, 1)]]
+        with pytest.raises(RuntimeError, match="in their order"):
+            ahead.take(5)
+        assert [ahead.take(i) for i in range(1, 10)] == [[(i, 0), (i, 1)] for i in range(1, 10)]
+        assert ahead.most_held <= 35 and ahead.held == 0
+
+
+def test_read_ahead_hands_a_fetch_error_to_its_item():
+    def calls(i: int) -> list:
+        def fail() -> None:
+            raise OSError(f"window {i} unreadable")
+        return [fail] if i == 2 else [lambda: i]
+
+    with BandPipeline(threads=1, slots=2, make_slot=object, fetchers=2) as pipe:
+        ahead = pipe.read_ahead([0, 1, 2, 3], calls, nbytes=lambda i: 1, budget=100)
+        assert ahead.take(0) == [0] and ahead.take(1) == [1]
+        with pytest.raises(OSError, match="window 2 unreadable"):
+            ahead.take(2)
+        ahead.close()
+    with BandPipeline(threads=1, slots=2, make_slot=object) as pipe, pytest.raises(RuntimeError, match="fetch"):
+        pipe.read_ahead([0], calls, nbytes=lambda i: 1)
+
+
 def test_split_statistics_equal_the_one_call_form():
     rng = np.random.default_rng(8)
     emb = rng.integers(-128, 128, size=(96, 64, 128), dtype=np.int8)
@@ -299,3 +349,30 @@ def test_band_height_and_budget_do_not_change_the_bytes(archive, tmp_path, monke
         got = tree_digests(path)
         assert sorted(got) == sorted(want) and any("/embeddings/c/" in k for k in want)
         assert [k for k in want if got[k] != want[k]] == [], f"bands of {band_rows} rows, budget {budget}"
+
+
+def test_buffer_plan_leaves_room_for_read_ahead_and_s3_parts(tmp_path):
+    """A worker's buffers stay within WORKER_BUFFERS: a remote source's read-ahead and an S3 writer's parts are
+    taken from the bands' share (one part in flight where two would leave the bands too little); local to local
+    keeps the whole BAND_BUDGET and the store's default."""
+    from transcode.engine import shardbuild
+    from transcode.engine.encodepool import REMOTE_AHEAD_BYTES
+    from transcode.storage import LocalStorage, S3Options, S3Storage
+    from transcode.storage import s3 as s3mod
+
+    local = LocalStorage(str(tmp_path))
+    remote = S3Storage("bucket", "pre", S3Options(endpoint_url="http://127.0.0.1:9", region="us-east-1"))
+    part = 64 << 20
+    assert remote.writer_memory(part) == (s3mod.PARTS_IN_FLIGHT + 1) * part
+    assert remote.writer_memory(part, 1) == 2 * part and local.writer_memory(part) < part
+    assert remote.open_writer("k", part, 1).in_flight == 1 and remote.open_writer("k", part).in_flight == 2
+    assert shardbuild.buffer_plan(local, local, part) == (None, shardbuild.BAND_BUDGET)
+    in_flight, from_s3 = shardbuild.buffer_plan(remote, local, part)
+    assert in_flight is None and from_s3 == min(shardbuild.BAND_BUDGET, shardbuild.WORKER_BUFFERS
+                                                - 2 * REMOTE_AHEAD_BYTES - local.writer_memory(part))
+    in_flight, to_s3 = shardbuild.buffer_plan(remote, remote, 8 << 20)  # small parts: two in flight fit
+    assert in_flight is None and to_s3 >= shardbuild.BAND_FLOOR
+    assert to_s3 + 2 * REMOTE_AHEAD_BYTES + remote.writer_memory(8 << 20) <= shardbuild.WORKER_BUFFERS
+    in_flight, to_s3 = shardbuild.buffer_plan(remote, remote, part)  # 64 MiB parts: one at a time
+    assert in_flight == 1
+    assert to_s3 + 2 * REMOTE_AHEAD_BYTES + remote.writer_memory(part, 1) <= shardbuild.WORKER_BUFFERS

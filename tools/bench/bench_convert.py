@@ -40,11 +40,13 @@ MAX_YEARS = 2
 
 
 class PeakRSS:
-    """Poll a process tree and keep the peak resident set size of every process in it."""
+    """Poll a process tree and keep the peak resident set size and the last CPU seconds (user + system) seen of
+    every process in it (the CPU of a process is that of its last poll: up to `interval` of it may be missed)."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.root = psutil.Process(pid)
         self.peaks: dict[int, int] = {pid: 0}  # the root first
+        self.cpu: dict[int, float] = {pid: 0.0}
         self.interval = interval
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -59,9 +61,11 @@ class PeakRSS:
             for p in procs:
                 try:
                     rss = p.memory_info().rss
+                    times = p.cpu_times()
                 except psutil.Error:
                     continue
                 self.peaks[p.pid] = max(self.peaks.get(p.pid, 0), rss)
+                self.cpu[p.pid] = times.user + times.system
             time.sleep(self.interval)
 
     def stop(self) -> dict[int, int]:
@@ -82,14 +86,17 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def timed(cmd: list[str]) -> tuple[float, dict, dict[int, int]]:
-    """Run a command, return (seconds, its JSON output, peak RSS per process of its tree, the command's own first)."""
+def timed(cmd: list[str], cpu: dict[int, float] | None = None) -> tuple[float, dict, dict[int, int]]:
+    """Run a command, return (seconds, its JSON output, peak RSS per process of its tree, the command's own first);
+    with `cpu`, fill it with the CPU seconds of every process of the tree (same order)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mon = PeakRSS(proc.pid)
     out, err = proc.communicate()
     seconds = time.perf_counter() - t0
     peaks = mon.stop()
+    if cpu is not None:
+        cpu.update(mon.cpu)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     return seconds, json.loads(out) if out.strip() else {}, peaks
@@ -305,10 +312,14 @@ def main() -> None:
                 store = workdir / "store-ours"
                 shutil.rmtree(store, ignore_errors=True)
                 load_before = load_average()
+                cpu: dict[int, float] = {}
                 s, out, peaks = timed([sys.executable, "-m", "transcode", "convert", str(src), str(store),
                                        "--inventory", str(inv), "--years", ylist, "--workers", str(args.workers),
-                                       "--json", "--no-progress", *extra])
+                                       "--json", "--no-progress", *extra], cpu)
+                parent_cpu, *others_cpu = cpu.values()
                 row[name].append({"seconds": s, "peak_rss_mib": sorted(v / 2**20 for v in peaks.values()),
+                                  "cpu_seconds": {"parent": round(parent_cpu, 2),
+                                                  "others": sorted(round(v, 2) for v in others_cpu)},
                                   "load_average_before": load_before, "load_average_after": load_average()})
             if not args.skip_codec:
                 # the store manifest needs each object's MD5: the time to hash the shard objects, same workers
@@ -361,6 +372,14 @@ def main() -> None:
             # the statistics are work the bound does not do: the same fraction for convert without them
             row["fraction_of_codec_and_md5_bound_no_stats"] = (row["median"]["codec_bound"]
                                                                + row["median"]["md5_bound"]) / row["median"]["ours_no_stats"]
+            # the ceiling convert's own CPU leaves: every CPU second of its processes spread over the workers'
+            # cores with nothing idle (the bound is the codec and MD5 work alone, spread the same way)
+            for name in ("ours", "ours_no_stats"):
+                total = statistics.median(r["cpu_seconds"]["parent"] + sum(r["cpu_seconds"]["others"])
+                                          for r in row[name])
+                row[f"cpu_seconds_{name}"] = round(total, 2)
+                row[f"ceiling_fraction_of_codec_and_md5_bound_{name}"] = (
+                    (row["median"]["codec_bound"] + row["median"]["md5_bound"]) / (total / args.workers))
         row["peak_worker_rss_mib_ours"] = max(max(r["peak_rss_mib"]) for r in row["ours"])
         row["peak_worker_rss_mib_ours_no_stats"] = max(max(r["peak_rss_mib"]) for r in row["ours_no_stats"])
         results["sizes"].append(row)

@@ -18,6 +18,7 @@ Item = TypeVar("Item")
 Slot = TypeVar("Slot")
 
 REMOTE_FETCHES = 8  # ranged GETs in flight per shard build on a remote source
+REMOTE_AHEAD_BYTES = 32 << 20  # a remote source's windows fetched ahead of the band being read, per shard build
 
 
 def available_cores() -> int:
@@ -91,6 +92,14 @@ class BandPipeline(Generic[Item, Slot]):
             for f in futures:
                 f.cancel()
 
+    def read_ahead(self, items: list[Item], calls: Callable[[Item], list[Callable[[], Any]]],
+                   nbytes: Callable[[Item], int], budget: int = REMOTE_AHEAD_BYTES) -> ReadAhead[Item]:
+        """Fetch `calls(item)` of the items in order on the fetch threads, ahead of the one being read, while what
+        is fetched or in flight beyond it stays within `budget` bytes (at least the next item's calls are out)."""
+        if self._fetch is None:
+            raise RuntimeError("read-ahead needs a pipeline with fetch threads")
+        return ReadAhead(self._fetch, items, calls, nbytes, budget)
+
     def scratch(self, name: str, nbytes: int, dtype: np.dtype | type = np.uint8) -> np.ndarray:
         """A flat buffer of the calling thread's own, kept for the pipeline's life (reallocated only to grow)."""
         bufs = self._local.__dict__.setdefault("bufs", {})
@@ -120,3 +129,47 @@ class BandPipeline(Generic[Item, Slot]):
         self._flight.popleft()
         yield item, result
         self._free.append(slot)
+
+
+class ReadAhead(Generic[Item]):
+    """The results of each item's calls, taken in item order; later items' calls already running on a pool, as
+    many as a byte budget allows: a remote source's latency hidden behind the bands before them."""
+
+    def __init__(self, pool: ThreadPoolExecutor, items: list[Item], calls: Callable[[Item], list[Callable[[], Any]]],
+                 nbytes: Callable[[Item], int], budget: int) -> None:
+        self._pool, self._items, self._calls, self._nbytes, self._budget = pool, items, calls, nbytes, budget
+        self._queue: deque[tuple[Item, list[Future], int]] = deque()
+        self._next = 0
+        self.held = 0  # bytes fetched or in flight, beyond those handed out
+        self.most_held = 0
+
+    def _fill(self) -> None:
+        while self._next < len(self._items):
+            item = self._items[self._next]
+            size = self._nbytes(item)
+            if self._queue and self.held + size > self._budget:
+                return
+            self._queue.append((item, [self._pool.submit(c) for c in self._calls(item)], size))
+            self._next += 1
+            self.held += size
+            self.most_held = max(self.most_held, self.held)
+
+    def take(self, item: Item) -> list[Any]:
+        """The item's results (it must be the next one in order); the next items' fetches started."""
+        self._fill()
+        if not self._queue or self._queue[0][0] is not item:
+            raise RuntimeError("read-ahead items must be taken in their order")
+        _, futures, size = self._queue.popleft()
+        try:
+            return [f.result() for f in futures]
+        finally:
+            self.held -= size
+            self._fill()
+
+    def close(self) -> None:
+        """Cancel what has not started (what runs finishes on its own)."""
+        for _, futures, _ in self._queue:
+            for f in futures:
+                f.cancel()
+        self._queue.clear()
+        self._next = len(self._items)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from transcode.engine.heap import release_large_buffers
 from transcode.engine.journal import entry_key
 from transcode.engine.plan import ShardTask
 from transcode.engine.shardbuild import EncodeSettings, ShardResult, StretchTarget, build_shard
@@ -69,6 +70,7 @@ def run_task(task: ShardTask, job: Job) -> ShardResult:
     from threadpoolctl import threadpool_limits
 
     numcodecs.blosc.set_nthreads(1)  # parallelism comes from workers and their encoding threads, not from blosc
+    release_large_buffers()  # freed windows and parts leave the worker's resident memory at once
     stretch = None
     if job.stretch_sample:
         entry = entry_key(task, task.fingerprint(job.settings.fingerprint()))

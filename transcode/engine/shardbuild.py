@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from transcode.codecs.spec import CodecSpec
-from transcode.engine.encodepool import REMOTE_FETCHES, BandPipeline, resolve_threads
+from transcode.engine.encodepool import REMOTE_AHEAD_BYTES, REMOTE_FETCHES, BandPipeline, ReadAhead, resolve_threads
 from transcode.engine.plan import Placement, ShardTask
 from transcode.engine.shardwriter import ShardWriter
 from transcode.engine.stretchstats import BLOCK, ShardStats, StripShare
@@ -27,6 +27,9 @@ from transcode.storage import DEFAULT_PART_SIZE, ObjectWriter, Storage
 __all__ = ["EncodeSettings", "ShardResult", "build_shard", "sanitize_scales", "tile_files"]
 
 BAND_BUDGET = 192 << 20  # the bands in flight of one shard build (their buffers and stretch products) stay below
+# ... and, with a remote source's read-ahead and the store's writer, within this much: a worker stays within 512 MiB
+WORKER_BUFFERS = 256 << 20
+BAND_FLOOR = 64 << 20  # the bands' share below which an S3 writer keeps one part in flight rather than its default
 
 
 @dataclass(frozen=True)
@@ -212,12 +215,13 @@ def _blocks(rows: int, width: int, strip: int) -> int:
     return -(-rows // strip) * -(-(strip * width) // BLOCK)
 
 
-def _open(store: Storage, outputs: list[tuple[ArrayDecl, str]], zone: Zone, settings: EncodeSettings) -> list[_Output]:
+def _open(store: Storage, outputs: list[tuple[ArrayDecl, str]], zone: Zone, settings: EncodeSettings,
+          in_flight: int | None = None) -> list[_Output]:
     """A writer per array; a failure aborts the ones already open (their temporary files and threads go)."""
     opened: list[_Output] = []
     try:
         for decl, key in outputs:
-            sink = store.open_writer(key, settings.part_size)
+            sink = store.open_writer(key, settings.part_size, in_flight)
             try:
                 opened.append(_Output(decl, zone, key, sink, settings.codecs[decl.codec]))
             except BaseException:
@@ -260,6 +264,7 @@ class _ShardBuild:
         self.files = {p: tile_files(source, p) for p in task.placements}
         self.remote = source.local_path("") is None
         self.masks: dict[Placement, np.ndarray | None] = {}
+        self.ahead: ReadAhead | None = None
 
     def read_masks(self, source: Storage) -> None:
         """Every placement's landmask (None: all land; an unreadable one is reported by inventory)."""
@@ -275,9 +280,28 @@ class _ShardBuild:
         got = self.pipe.fetch_all([lambda p=p: mask(p) for p in self.task.placements])
         self.masks = dict(zip(self.task.placements, got))
 
+    @staticmethod
+    def _windows(b: _Band) -> list[Window]:
+        return [Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col) for p, rr, cc in b.hits]
+
+    def read_ahead(self, bands: list[_Band]) -> None:
+        """On a remote source, fetch the bands' windows (embeddings and scales each a ranged GET) ahead of the band
+        being read, within the pipeline's read-ahead budget, so that the requests' latency overlaps encoding."""
+        if not self.remote:
+            return
+
+        def calls(b: _Band) -> list:
+            return [lambda f=f, w=w: f.fetch(w) for (p, _, _), w in zip(b.hits, self._windows(b))
+                    for f in self.files[p]]
+
+        def nbytes(b: _Band) -> int:
+            return sum(f._span(w)[1] for (p, _, _), w in zip(b.hits, self._windows(b)) for f in self.files[p])
+
+        self.ahead = self.pipe.read_ahead(bands, calls, nbytes)
+
     def read(self, b: _Band, slot: _Slot) -> int:
         """Read the band's windows into the slot, scales sanitised; returns the bytes read. On a remote source
-        the windows are fetched at once, then placed in canonical order."""
+        the windows come from the read-ahead, then are placed in canonical order."""
         emb, sc = slot.band(b.rows, b.cols)
         sc.fill(SCALES.fill)
         targets = [(slice(rr[0] - self.r_base - b.r0, rr[1] - self.r_base - b.r0), slice(cc[0] - b.x0, cc[1] - b.x0))
@@ -287,11 +311,8 @@ class _ShardBuild:
             covered[dst] = True
         if not covered.all():  # clear only what no tile overwrites (a full clear costs a memset per band)
             emb[~covered] = EMBEDDINGS.fill
-        windows = [Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col) for p, rr, cc in b.hits]
-        fetched = None
-        if self.remote:
-            fetched = self.pipe.fetch_all([lambda f=self.files[p], w=win: (f[0].fetch(w), f[1].fetch(w))
-                                           for (p, _, _), win in zip(b.hits, windows)])
+        windows = self._windows(b)
+        fetched = self.ahead.take(b) if self.ahead is not None else None
         read = 0
         for k, ((p, _, _), dst, win) in enumerate(zip(b.hits, targets, windows)):
             e_file, s_file = self.files[p]
@@ -299,8 +320,8 @@ class _ShardBuild:
                 e_file.read_into(win, emb[dst])
                 s = s_file.read(win)
             else:
-                emb[dst] = fetched[k][0]
-                s = np.array(fetched[k][1])
+                emb[dst] = fetched[2 * k]
+                s = np.array(fetched[2 * k + 1])
             mask = self.masks[p]
             sanitize_scales(s, None if mask is None else mask[win.row0:win.row1, win.col0:win.col1])
             sc[dst] = s
@@ -338,13 +359,25 @@ class _ShardBuild:
         return _BandOutput(read, shares, runs)
 
 
-def _band_plan(band: int, tall: int, sw: int, outs: list[_Output], threads: int) -> tuple[int, int]:
-    """(band rows, bands in flight): one band per encoding thread plus one read ahead, as many as BAND_BUDGET
-    holds (at least two), the bands made lower (down to one row of the tallest inner chunks) where that lets more
-    threads work. The band height does not change the bytes."""
-    while band > tall and BAND_BUDGET // _Slot.nbytes(band, sw, outs) < threads + 1:
+def buffer_plan(source: Storage, store: Storage, part_size: int) -> tuple[int | None, int]:
+    """(parts in flight for the store's writers, None for the store's default; the bytes the bands may take):
+    within WORKER_BUFFERS, after a remote source's read-ahead (the windows fetched ahead and those of the band
+    being placed) and the store's writer (an S3 writer's parts: in flight + 1). Where the default parts in flight
+    would leave the bands less than BAND_FLOOR, one part goes at a time."""
+    room = WORKER_BUFFERS - (2 * REMOTE_AHEAD_BYTES if source.local_path("") is None else 0)
+    in_flight = None if room - store.writer_memory(part_size) >= BAND_FLOOR else 1
+    return in_flight, max(0, min(BAND_BUDGET, room - store.writer_memory(part_size, in_flight)))
+
+
+def _band_plan(band: int, tall: int, sw: int, outs: list[_Output], threads: int,
+               budget: int | None = None) -> tuple[int, int]:
+    """(band rows, bands in flight): one band per encoding thread plus one read ahead, as many as `budget`
+    (BAND_BUDGET by default) holds (at least two), the bands made lower (down to one row of the tallest inner
+    chunks) where that lets more threads work. The band height does not change the bytes."""
+    budget = BAND_BUDGET if budget is None else budget
+    while band > tall and budget // _Slot.nbytes(band, sw, outs) < threads + 1:
         band = max(tall, band // 2 - band // 2 % tall)
-    return band, max(2, min(threads + 1, BAND_BUDGET // _Slot.nbytes(band, sw, outs)))
+    return band, max(2, min(threads + 1, budget // _Slot.nbytes(band, sw, outs)))
 
 
 def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, store: Storage,
@@ -358,12 +391,14 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     # the zone as the arrays see it (only the shard and chunk sides and the band counts matter here)
     zone = Zone(ZoneGrid(task.zone, 0.0, 0.0, sh, sw), (task.year,), settings.shard, settings.chunk)
     decls = settings.arrays()
-    outs = _open(store, [(d, task.key(d.name)) for d in decls], zone, settings)
+    in_flight, budget = buffer_plan(source, store, settings.part_size)
+    outs = _open(store, [(d, task.key(d.name)) for d in decls], zone, settings, in_flight)
     emb_out = outs[0]
     # a band holds whole inner chunks of every array (the depths' are power-of-two multiples of the chunk)
     tall = max(o.ch for o in outs)
     wide = max(o.cw for o in outs)
-    band, slots = _band_plan(max(tall, settings.band_rows - settings.band_rows % tall), tall, sw, outs, threads)
+    band, slots = _band_plan(max(tall, settings.band_rows - settings.band_rows % tall), tall, sw, outs, threads,
+                             budget)
     threads = min(threads, slots)  # a band is one thread's work: more threads than bands in flight would idle
     # the encoded bytes are appended below in band order
     stats = ShardStats(task.zone, task.year, stretch.sample_size) if stretch else None
@@ -373,7 +408,9 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
         with BandPipeline(threads, slots, lambda: _Slot(band, sw, outs), REMOTE_FETCHES if remote else 0) as pipe:
             build = _ShardBuild(task, settings, source, outs, stats, pipe)
             build.read_masks(source)
-            for _, done in pipe.run(_bands(task, settings.shard, band, wide), build.read, build.encode):
+            bands = _bands(task, settings.shard, band, wide)
+            build.read_ahead(bands)
+            for _, done in pipe.run(bands, build.read, build.encode):
                 input_bytes += done.input_bytes
                 for share in done.shares:
                     stats.fold(share)

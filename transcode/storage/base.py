@@ -85,9 +85,15 @@ class Storage(ABC):
         """Write a whole object atomically: readers see the old object or the new one, never a part."""
 
     @abstractmethod
-    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> "ObjectWriter":
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE, in_flight: int | None = None) -> "ObjectWriter":
         """A streaming writer whose object appears only on `commit()` (temporary file + rename, or one
-        PUT / a completed multipart upload of `part_size` parts on S3)."""
+        PUT / a completed multipart upload of `part_size` parts on S3, `in_flight` of them uploading at once while
+        the next is filled; None: the storage's default)."""
+
+    def writer_memory(self, part_size: int = DEFAULT_PART_SIZE, in_flight: int | None = None) -> int:
+        """The most bytes one writer of `open_writer` holds in memory at once (staging buffers, parts in flight):
+        what a caller with a memory budget sets aside for it."""
+        return part_size
 
     def delete(self, key: str) -> None:
         """Remove one object (used only on stores the toolkit writes, never on sources)."""

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from transcode.errors import StorageError
 from transcode.storage.base import DEFAULT_PART_SIZE, PARTIAL_SUFFIX, ObjectInfo, Storage
 from transcode.storage.causes import OS_NOT_FOUND, os_error
-from transcode.storage.filewriter import FileWriter
+from transcode.storage.filewriter import STAGE_BYTES, FileWriter
 from transcode.storage.objectwriter import ObjectWriter
 from transcode.storage.sortednames import sorted_names
 
@@ -214,7 +214,10 @@ class LocalStorage(Storage):
                 tmp.unlink(missing_ok=True)
             raise os_error(str(path), e, "write") from e
 
-    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
+    def writer_memory(self, part_size: int = DEFAULT_PART_SIZE, in_flight: int | None = None) -> int:
+        return 2 * STAGE_BYTES  # the buffer being filled and the one being written
+
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE, in_flight: int | None = None) -> ObjectWriter:
         path = self._path(key)
         return FileWriter(path, _partial_path(path))
 

@@ -385,10 +385,15 @@ class S3Storage(Storage):
 
         self._retrying(key, attempt)
 
-    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
+    def writer_memory(self, part_size: int = DEFAULT_PART_SIZE, in_flight: int | None = None) -> int:
+        return ((in_flight or PARTS_IN_FLIGHT) + 1) * part_size  # the parts on their way and the one being filled
+
+    def open_writer(self, key: str, part_size: int = DEFAULT_PART_SIZE, in_flight: int | None = None) -> ObjectWriter:
         if part_size < 5 * 1024 * 1024:
             raise StorageError(self.describe(key), f"S3 multipart parts must be at least 5 MiB, not {part_size}")
-        return _S3Writer(self, key, part_size)
+        if in_flight is not None and in_flight < 1:
+            raise ValueError(f"at least one part must be able to upload, not {in_flight}")
+        return _S3Writer(self, key, part_size, in_flight or PARTS_IN_FLIGHT)
 
     def delete(self, key: str) -> None:
         try:
@@ -422,11 +427,12 @@ class S3Storage(Storage):
 class _S3Writer(ObjectWriter):
     """One PUT when the object fits in one part; otherwise a multipart upload of fixed-size parts, visible only once
     completed (an aborted upload leaves nothing). Each byte written is copied once, into the part being filled;
-    a full part is hashed in order on a background thread and uploaded from up to PARTS_IN_FLIGHT threads, while
-    the caller fills the next: memory stays within PARTS_IN_FLIGHT + 1 parts."""
+    a full part is hashed in order on a background thread and uploaded from up to `in_flight` threads, while
+    the caller fills the next: memory stays within `in_flight` + 1 parts."""
 
-    def __init__(self, storage: S3Storage, key: str, part_size: int) -> None:
+    def __init__(self, storage: S3Storage, key: str, part_size: int, in_flight: int = PARTS_IN_FLIGHT) -> None:
         super().__init__()
+        self.in_flight = in_flight
         self.s = storage
         self.key = key
         self.full = storage._key(key)
@@ -438,7 +444,7 @@ class _S3Writer(ObjectWriter):
         self._behind: WriteBehind | None = None  # hashes the parts in order, creates the upload, hands them on
         self._senders: ThreadPoolExecutor | None = None
         self._failed: BaseException | None = None  # the first part that could not be uploaded
-        self._room = threading.BoundedSemaphore(PARTS_IN_FLIGHT)
+        self._room = threading.BoundedSemaphore(in_flight)
         self._left_open: str | None = None  # why the last abort failed, leaving the upload open
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -458,10 +464,10 @@ class _S3Writer(ObjectWriter):
             raise
 
     def _hand_over(self, part: bytearray) -> None:
-        """Queue a full part for hashing and upload, once fewer than PARTS_IN_FLIGHT are on their way."""
+        """Queue a full part for hashing and upload, once fewer than `in_flight` are on their way."""
         if self._behind is None:
             self._behind = WriteBehind(f"upload {self.key}")
-            self._senders = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix=f"upload {self.key}")
+            self._senders = ThreadPoolExecutor(self.in_flight, thread_name_prefix=f"upload {self.key}")
         self._check_sent()
         self._room.acquire()
         self._numbered += 1
@@ -524,9 +530,9 @@ class _S3Writer(ObjectWriter):
     def _wait_sent(self) -> None:
         """Wait until every part handed over is uploaded; raise the first error."""
         self._behind.drain()
-        for _ in range(PARTS_IN_FLIGHT):  # all the room back: no part in flight
+        for _ in range(self.in_flight):  # all the room back: no part in flight
             self._room.acquire()
-        for _ in range(PARTS_IN_FLIGHT):
+        for _ in range(self.in_flight):
             self._room.release()
         self._check_sent()
 
