@@ -5,13 +5,17 @@ zarr.json (which consolidates every zone's) comes last."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from transcode.format.manifest import ObjectRecord
 from transcode.storage import ObjectNotFoundError, Storage
 
 
+REQUESTS = 8  # a zone's objects compared, then put, this many at a time (on S3 each is a request's round trip)
+
+
 class MetadataSync:
-    """Puts each metadata object that differs from (or is missing in) the store, one at a time, calling
+    """Puts each metadata object that differs from (or is missing in) the store, REQUESTS at a time, calling
     `before_change` before the first put; a failure other than absence is raised. `zones` is
     `format.metadata.iter_zone_metadata`'s stream: (zone, objects) for each zone of `zone_order` (ascending), then
     (None, [root]); a zone is built only when it is synced."""
@@ -40,13 +44,14 @@ class MetadataSync:
             self._sync(objects)
 
     def _sync(self, objects: list[tuple[str, bytes]]) -> None:
-        for key, data in objects:
-            self.records.append(ObjectRecord.from_bytes(key, data, self.part_size, self.remote))
-            if _holds(self.store, key, data):
-                continue
-            self.before_change()
-            self.store.put(key, data)
-            self.written += 1
+        self.records.extend(ObjectRecord.from_bytes(key, data, self.part_size, self.remote) for key, data in objects)
+        with ThreadPoolExecutor(REQUESTS, thread_name_prefix="metadata") as pool:
+            held = list(pool.map(lambda kd: _holds(self.store, *kd), objects))
+            changed = [kd for kd, same in zip(objects, held) if not same]
+            if changed:
+                self.before_change()
+                list(pool.map(lambda kd: self.store.put(*kd), changed))
+        self.written += len(changed)
 
 
 def _holds(store: Storage, key: str, data: bytes) -> bool:
