@@ -197,7 +197,7 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
                            leftovers: Callable[[], int] = lambda: 0, kill_when: Callable[[], bool] | None = None,
                            env: dict | None = None, wanted: int = 4, max_attempts: int = 12,
                            first_delay: tuple[float, float] = (0.3, 1.5), extra_delay: tuple[float, float] = (0.0, 0.1),
-                           poll: float = 0.005, timeout: float = 300) -> KillLog:
+                           poll: float = 0.005, timeout: float = 300, kill_children: bool = False) -> KillLog:
     """Start `cmd` again and again and SIGKILL it at seeded random moments until `wanted` kills hit mid-run.
 
     The first kill comes after a random delay (it may land in start-up or metadata writing); later ones after
@@ -206,7 +206,9 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
     lands while shards are being written and every run makes some progress, as long as there are more shards
     left than kills wanted (after that a run may be killed before it finishes a shard).
     A run that exits by itself must exit 0 (then the conversion is complete and the loop stops). Each kill records
-    how many of the run's child processes outlived it by SURVIVOR_GRACE seconds (and kills them)."""
+    how many of the run's child processes outlived it by SURVIVOR_GRACE seconds (and kills them). With
+    `kill_children`, the run's workers are killed with it, as when its machine goes down: what they were writing
+    stays half-written (on its own a worker ends within a second of its parent, and may finish its shard first)."""
     rng = random.Random(seed)
     log = KillLog(total)
     for attempt in range(max_attempts):
@@ -239,6 +241,11 @@ def kill_at_random_moments(cmd: Sequence[str], *, done: Callable[[], int], total
                 children = _children(proc.pid)
                 if alive:
                     os.kill(proc.pid, signal.SIGKILL)
+                    for child in children if kill_children else []:
+                        try:
+                            os.kill(child, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
                 rc = proc.wait(timeout=timeout)
                 survivors = _survivors(children)
             finally:

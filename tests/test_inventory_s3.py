@@ -3,6 +3,9 @@
 import json
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from archive_checks import EXPECTED_KIND
 import transcode.storage.s3 as s3mod
 from transcode.legacy.archive import open_archive
 from transcode.legacy.inventory import build_inventory
+from transcode.legacy.scan import LOCAL_CONCURRENCY, REMOTE_CONCURRENCY, read_plan
 from transcode.legacy.tiles import NpyTileFile, Window, read_landmask
 from transcode.storage import LocalStorage, S3Options, S3Storage
 
@@ -118,6 +122,100 @@ def test_landmask_window_from_s3_matches_local(uploaded, faulty_archive, aws_env
     remote = read_landmask(s3, key, w)
     assert np.array_equal(remote, read_landmask(LocalStorage(faulty_archive.root), key, w))
     assert remote.shape == (300, 47) and remote.dtype == np.uint8
+
+
+def test_inventory_keeps_many_header_reads_in_flight_on_s3(uploaded, faulty_archive, aws_env, monkeypatch):
+    """On S3 each header and landmask read waits a round trip: the scan keeps REMOTE_CONCURRENCY of them in flight
+    by default (not one batch of files per thread, which left a small archive's reads one after another), finding
+    what the local scan finds."""
+    server, bucket, prefix = uploaded
+    lock, now, peak = threading.Lock(), [0], [0]
+    plain = S3Storage._read_range
+
+    def slow(self, key, start, length):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.02)  # a round trip's latency, so that reads issued together overlap
+            return plain(self, key, start, length)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(S3Storage, "_read_range", slow)
+    archive = open_archive(S3Storage(bucket, prefix, _options(server)).url, _options(server))
+    assert 8 <= len(archive.tiles) <= 64  # within one local batch: read one by one before
+    inv = build_inventory(archive)
+    assert peak[0] >= 8, peak
+    local = build_inventory(open_archive(faulty_archive.root))
+    assert {(p.path, p.kind) for p in inv.problems} == {(p.path, p.kind) for p in local.problems}
+    assert len(inv.tiles) == len(local.tiles)
+    peak[0] = 0
+    build_inventory(archive, workers=3)
+    assert 2 <= peak[0] <= 3, peak
+
+
+def test_read_plan_batches_local_files_and_reads_remote_ones_one_by_one(uploaded, faulty_archive, aws_env):
+    server, bucket, prefix = uploaded
+    local, remote = LocalStorage(faulty_archive.root), S3Storage(bucket, prefix, _options(server))
+    assert read_plan(local, None, False, 64) == (LOCAL_CONCURRENCY, 64)
+    assert read_plan(remote, None, False, 64) == (REMOTE_CONCURRENCY, 1)
+    assert read_plan(remote, None, True, 1) == (LOCAL_CONCURRENCY, 1)  # hashing streams whole files: bandwidth
+    assert read_plan(remote, 5, False, 64) == (5, 1) and read_plan(local, 5, True, 8) == (5, 8)
+
+
+def test_landmasks_are_read_without_a_cloud_session(uploaded, faulty_archive, aws_env, monkeypatch):
+    """GDAL reads a landmask from a local file or from bytes already fetched: rasterio must not build an AWS session
+    (and resolve credentials) for it, as it does by default whenever boto3 is installed and credentials are set."""
+    import boto3.session
+
+    server, bucket, prefix = uploaded
+    made = []
+    plain = boto3.session.Session.__init__
+
+    def counting(self, *a, **kw):
+        made.append(1)
+        plain(self, *a, **kw)
+
+    monkeypatch.setattr(boto3.session.Session, "__init__", counting)
+    s3 = S3Storage(bucket, prefix, _options(server))  # its own client is made here, before counting starts
+    archive = open_archive(s3.url, _options(server))
+    corrupt = {f.path for f in faulty_archive.faults if f.fault == "corrupt-landmask"}
+    keys = [o.key for o in archive.landmasks.values() if o.key not in corrupt][:3]
+    local = LocalStorage(faulty_archive.root)
+    made.clear()
+    for key in keys:
+        assert np.array_equal(read_landmask(s3, key), read_landmask(local, key))
+    assert made == []
+
+
+def test_seekable_objects_small_read_whole_large_by_ranges(uploaded, faulty_archive, aws_env):
+    """A registry no larger than the buffer costs one GET (pyarrow's seeks would each be a round trip); a larger
+    object is read by ranges; both give the local bytes wherever a reader seeks."""
+    from transcode.storage.rangefile import BUFFER, open_seekable
+
+    server, bucket, prefix = uploaded
+    s3 = S3Storage(bucket, prefix, _options(server))
+    local = LocalStorage(faulty_archive.root)
+    archive = open_archive(s3.url, _options(server))
+    small = "registry.parquet"
+    large = next(t.embeddings_key for t in archive.tiles if t.embeddings is not None and t.embeddings.size > BUFFER)
+    assert s3.stat(small).size <= BUFFER
+    for key, gets in ((small, 1), (large, None)):
+        want = (Path(faulty_archive.root) / key).read_bytes()
+        s3.requests.clear()
+        with open_seekable(s3, key) as f:
+            f.seek(-8, 2)
+            tail = f.read(8)
+            f.seek(3)
+            head = f.read(100)
+        assert (tail, head) == (want[-8:], want[3:103])
+        if gets is not None:
+            assert s3.requests["GetObject"] == gets, dict(s3.requests)
+        else:
+            assert s3.requests["GetObject"] >= 2 and s3.requests.get("HeadObject", 0) == 1, dict(s3.requests)
+    assert local.local_path(small) is not None
 
 
 def test_inventory_never_writes_to_the_source_bucket(uploaded):

@@ -17,7 +17,7 @@ import pytest
 from convert_helpers import cli, cli_json, kill_at_random_moments, local_journal_count, partial_files, tree_digests
 
 from transcode.engine.convert import ConvertOptions, convert
-from transcode.engine.encodepool import BandPipeline, available_cores, resolve_threads
+from transcode.engine.encodepool import STAGES, BandPipeline, available_cores, resolve_threads
 from transcode.engine.stretchstats import ShardStats
 from transcode.format.sidecar import MANIFEST_KEY
 from transcode.testing.synthetic import make_legacy_archive
@@ -124,10 +124,11 @@ def test_kill_and_resume_with_threads_is_byte_identical(archive, reference, tmp_
     cmd = [sys.executable, "-m", "transcode", "convert", str(archive), str(store), *CLI_LAYOUT, "--workers", "2",
            "--threads-per-worker", "3", "--no-progress"]
     # after the first kill, each kill waits until a shard is being written (its temporary file exists), so that
-    # some kills land mid-write however fast the machine encodes
+    # some kills land mid-write however fast the machine encodes; the workers die with the parent (these shards
+    # take milliseconds: left to notice their parent's end, they would finish them first)
     log = kill_at_random_moments(cmd, total=total, seed=1415, done=lambda: local_journal_count(store),
                                  kill_when=lambda: bool(partial_files(store)), extra_delay=(0.0, 0.005),
-                                 leftovers=lambda: len(partial_files(store)))
+                                 leftovers=lambda: len(partial_files(store)), kill_children=True)
     mid = log.mid_run()
     assert len(mid) >= 3, f"only {len(mid)} kills hit a running conversion: {log}"
     assert any(0 < k.done_at_kill for k in mid), log
@@ -274,6 +275,41 @@ def test_read_ahead_hands_a_fetch_error_to_its_item():
         ahead.close()
     with BandPipeline(threads=1, slots=2, make_slot=object) as pipe, pytest.raises(RuntimeError, match="fetch"):
         pipe.read_ahead([0], calls, nbytes=lambda i: 1)
+
+
+def test_stage_clock_says_which_stage_waited_for_which():
+    """Slow reads show as encoders waiting for them; slow encoding as the caller waiting; a slow remote fetch as the
+    reader waiting for its source; a slow caller (the store) as writing."""
+
+    def run(read_s: float, work_s: float, write_s: float) -> dict[str, float]:
+        with BandPipeline(threads=2, slots=3, make_slot=object) as pipe:
+            for _ in pipe.run(range(8), lambda i, s: time.sleep(read_s), lambda i, s, g: time.sleep(work_s)):
+                with pipe.clock.timing("write"):
+                    time.sleep(write_s)
+            return dict(pipe.clock.seconds)
+
+    assert set(run(0, 0, 0)) == set(STAGES)
+    slow_read = run(0.05, 0, 0)
+    assert slow_read["read"] >= 0.35 and slow_read["encode_waiting_for_read"] >= 0.3 > slow_read["encode"]
+    slow_work = run(0, 0.05, 0)
+    assert slow_work["encode"] >= 0.35 and slow_work["write_waiting_for_encode"] >= 0.15
+    assert slow_work["encode_waiting_for_read"] < 0.1
+    slow_write = run(0, 0, 0.05)
+    assert slow_write["write"] >= 0.35 and slow_write["write_waiting_for_encode"] < 0.1
+
+    with BandPipeline(threads=1, slots=2, make_slot=object, fetchers=2) as pipe:
+        ahead = pipe.read_ahead([0, 1], lambda i: [lambda: time.sleep(0.2)], nbytes=lambda i: 1, budget=1)
+        ahead.take(0)
+        ahead.take(1)
+        assert 0.35 <= pipe.clock.seconds["read_waiting_for_source"] < 5
+
+
+def test_convert_reports_the_seconds_of_each_stage(archive, tmp_path):
+    report = convert(str(archive), str(tmp_path / "s"), _opts(threads_per_worker=2))
+    stages = report.stage_seconds
+    assert set(stages) == set(STAGES) and stages["encode"] > 0 and stages["write"] > 0
+    assert stages["read_waiting_for_source"] == 0  # a local source is read in place, nothing fetched ahead
+    assert report.to_json()["stage_seconds"] == stages
 
 
 def test_split_statistics_equal_the_one_call_form():

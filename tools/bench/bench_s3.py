@@ -147,7 +147,8 @@ def convert(src: str, store: str, extra: list[str], pythonpath: str | None = Non
             os.environ["PYTHONPATH"] = old
     cpu1 = cpu_seconds()
     parent, *others = peaks.values()
-    return {"seconds": round(seconds, 2), "shards_written": report.get("shards_written"),
+    return {"seconds": round(seconds, 2), "convert_seconds": report.get("seconds"),
+            "shards_written": report.get("shards_written"), "stage_seconds": report.get("stage_seconds"),
             "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0},
             "parent_rss_mib": round(parent / 2**20), "worker_rss_mib": sorted(round(v / 2**20) for v in others),
             "load_average_before": before, "load_average_after": load_average()}

@@ -44,7 +44,7 @@ class InventoryReport:
 
 
 def inventory(source: str | os.PathLike[str], *, years: Iterable[int] | None = None, dataset: str | None = None,
-              landmask_version: str | None = None, verify_hashes: bool = False, concurrency: int = 8,
+              landmask_version: str | None = None, verify_hashes: bool = False, concurrency: int | None = None,
               out: str | os.PathLike[str] | None = None, dataset_version: str | None = None, progress: bool = False,
               **s3: Any) -> InventoryReport:
     """List a legacy archive (a directory or s3://bucket/prefix) without reading tile bodies, check every header,
@@ -54,11 +54,12 @@ def inventory(source: str | os.PathLike[str], *, years: Iterable[int] | None = N
     from transcode.legacy.archive import open_archive
     from transcode.legacy.inventory import build_inventory, write_inventory
 
-    concurrency = renamed(s3, "workers", "concurrency", concurrency, 8, "inventory",
+    concurrency = renamed(s3, "workers", "concurrency", concurrency, None, "inventory",
                           "it set the parallel reads (threads); workers= means worker processes elsewhere")
     options = s3_options(s3, "inventory")
     no_other_keywords(s3, "inventory")
-    positive(concurrency, "--concurrency")
+    if concurrency is not None:
+        positive(concurrency, "--concurrency")
     src = os.fspath(source)
     if out is not None and inside(out, src):
         raise UsageError(os.fspath(out), "the inventory would be written inside the source archive; choose --out "

@@ -124,6 +124,8 @@ class ConvertReport:
     depths: list[int] = field(default_factory=list)  # the store's nested depths
     stretch: dict = field(default_factory=dict)  # collected, sample_size, zone_years (rebuilt in this run)
     threads_per_worker: int = 1  # encoding threads of each shard (the most any worker used)
+    # seconds the shards written in this run spent in each stage, summed over their threads (encodepool.STAGES)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -145,7 +147,7 @@ def load_inventory(source: str, options: ConvertOptions) -> Inventory:
             inv.dataset = resolve(list(inv.dataset.claims), options.dataset_version)
         return inv
     archive = open_archive(source, options.source_options, dataset_version=options.dataset_version)
-    return build_inventory(archive, workers=8, progress=options.progress)
+    return build_inventory(archive, progress=options.progress)
 
 
 def _settings_document(plan: Plan, settings: EncodeSettings, source: str, dataset: Dataset, stretch: dict) -> dict:
@@ -268,6 +270,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
     job = Job(source, options.source_options, store_url, options.store_options, settings,
               stretch["sample_size"] if stretch["collected"] else 0, options.threads_per_worker)
     threads_used = 0
+    stage_seconds: dict[str, float] = {}
     bar = tqdm(total=sum(plan.shard_counts().values()) if options.progress else None, unit="shard", desc="convert",
                disable=not options.progress)
     try:
@@ -291,6 +294,8 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
                 stats.finished(task, ok=True)
             written += 1
             threads_used = max(threads_used, result["threads"])
+            for stage, seconds in result.get("stages", {}).items():
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
             in_bytes += result["input_bytes"]
             out_bytes += sum(o.size for o in objects)
             elapsed = max(clock.perf_counter() - t0, 1e-9)
@@ -317,6 +322,7 @@ def _convert(source: str, store_url: str, options: ConvertOptions, executor: Exe
         retries=in_workers.retries, transient=in_workers.transient,
         depths=list(settings.depths), stretch={**stretch, "zone_years": stats.rebuilt if stats else []},
         threads_per_worker=threads_used or resolve_threads(options.threads_per_worker),
+        stage_seconds={k: round(v, 3) for k, v in stage_seconds.items()},
     )
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -42,15 +44,52 @@ def resolve_threads(requested: int | None) -> int:
     return requested
 
 
-def _after(read: Future, work: Callable[[Any, Any, Any], Any], item: Any, slot: Any) -> Any:
-    return work(item, slot, read.result())
+# "read" includes "read_waiting_for_source" (a remote source's fetches not yet back); "encode" and "write" do not
+# include the waits named after them
+STAGES = ("read", "read_waiting_for_source", "encode", "encode_waiting_for_read", "write",
+          "write_waiting_for_encode")
+
+
+class StageClock:
+    """Seconds a shard build's threads spent in each stage, summed over the threads that ran it, and how long each
+    stage waited for the one before it: whether a slow build was bound by its source, its encoding or its store."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        """Add the block's wall time to `stage`."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+
+def _after(clock: StageClock, read: Future, work: Callable[[Any, Any, Any], Any], item: Any, slot: Any) -> Any:
+    with clock.timing("encode_waiting_for_read"):
+        what_read = read.result()
+    with clock.timing("encode"):
+        return work(item, slot, what_read)
+
+
+def _timed(clock: StageClock, read: Callable[[Any, Any], Any], item: Any, slot: Any) -> Any:
+    with clock.timing("read"):
+        return read(item, slot)
 
 
 class BandPipeline(Generic[Item, Slot]):
     """Runs `read(item, slot)` on one I/O thread, in item order, and `work(item, slot, what_read)` on `threads`
     threads as soon as its read is done; yields (item, result) in item order. An item holds its slot (made by
     `make_slot`, at most `slots` of them) until the caller asks for the next result: the result may point into it.
-    Use as a context manager: leaving it cancels what has not started and waits for what has."""
+    Use as a context manager: leaving it cancels what has not started and waits for what has. `clock` sums the
+    time spent reading, encoding and waiting; the caller adds its own (writing) to it."""
 
     def __init__(self, threads: int, slots: int, make_slot: Callable[[], Slot], fetchers: int = 0) -> None:
         if threads < 1 or slots < 1:
@@ -63,6 +102,7 @@ class BandPipeline(Generic[Item, Slot]):
         self._io: ThreadPoolExecutor | None = None
         self._cpu: ThreadPoolExecutor | None = None
         self._fetch: ThreadPoolExecutor | None = None
+        self.clock = StageClock()
 
     def __enter__(self) -> BandPipeline[Item, Slot]:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="band-read")
@@ -98,7 +138,7 @@ class BandPipeline(Generic[Item, Slot]):
         is fetched or in flight beyond it stays within `budget` bytes (at least the next item's calls are out)."""
         if self._fetch is None:
             raise RuntimeError("read-ahead needs a pipeline with fetch threads")
-        return ReadAhead(self._fetch, items, calls, nbytes, budget)
+        return ReadAhead(self._fetch, items, calls, nbytes, budget, self.clock)
 
     def scratch(self, name: str, nbytes: int, dtype: np.dtype | type = np.uint8) -> np.ndarray:
         """A flat buffer of the calling thread's own, kept for the pipeline's life (reallocated only to grow)."""
@@ -117,15 +157,16 @@ class BandPipeline(Generic[Item, Slot]):
             if len(self._flight) >= self.slots:
                 yield from self._hand_back()
             slot = self._free.pop() if self._free else self._make_slot()
-            r = self._io.submit(read, item, slot)
-            self._flight.append((item, slot, r, self._cpu.submit(_after, r, work, item, slot)))
+            r = self._io.submit(_timed, self.clock, read, item, slot)
+            self._flight.append((item, slot, r, self._cpu.submit(_after, self.clock, r, work, item, slot)))
         while self._flight:
             yield from self._hand_back()
 
     def _hand_back(self) -> Iterator[tuple[Item, Any]]:
         """The oldest item's result; its slot is free again once the caller asks for more."""
         item, slot, _, done = self._flight[0]
-        result = done.result()
+        with self.clock.timing("write_waiting_for_encode"):
+            result = done.result()
         self._flight.popleft()
         yield item, result
         self._free.append(slot)
@@ -136,8 +177,9 @@ class ReadAhead(Generic[Item]):
     many as a byte budget allows: a remote source's latency hidden behind the bands before them."""
 
     def __init__(self, pool: ThreadPoolExecutor, items: list[Item], calls: Callable[[Item], list[Callable[[], Any]]],
-                 nbytes: Callable[[Item], int], budget: int) -> None:
+                 nbytes: Callable[[Item], int], budget: int, clock: StageClock | None = None) -> None:
         self._pool, self._items, self._calls, self._nbytes, self._budget = pool, items, calls, nbytes, budget
+        self._clock = clock or StageClock()
         self._queue: deque[tuple[Item, list[Future], int]] = deque()
         self._next = 0
         self.held = 0  # bytes fetched or in flight, beyond those handed out
@@ -161,7 +203,8 @@ class ReadAhead(Generic[Item]):
             raise RuntimeError("read-ahead items must be taken in their order")
         _, futures, size = self._queue.popleft()
         try:
-            return [f.result() for f in futures]
+            with self._clock.timing("read_waiting_for_source"):
+                return [f.result() for f in futures]
         finally:
             self.held -= size
             self._fill()

@@ -79,6 +79,7 @@ class ShardResult:
     extra: dict = field(default_factory=dict)
     valid_pixels: int | None = None  # folded into the stretch statistics (None: not collected)
     threads: int = 1  # threads that encoded it
+    stages: dict[str, float] = field(default_factory=dict)  # seconds in each stage, summed over threads (StageClock)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -410,25 +411,29 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
             build.read_masks(source)
             bands = _bands(task, settings.shard, band, wide)
             build.read_ahead(bands)
+            clock = pipe.clock
             for _, done in pipe.run(bands, build.read, build.encode):
                 input_bytes += done.input_bytes
                 for share in done.shares:
                     stats.fold(share)
-                for o, runs in zip(outs, done.runs):
-                    for run in runs:
-                        o.writer.append(run.ks, run.sizes, run.data)
-        for o in outs:
-            o.writer.finish()
-        # an embeddings shard's presence implies every other one of its set: it is committed last
-        for o in [*outs[2:], outs[1], emb_out]:
-            o.sink.commit()
+                with clock.timing("write"):
+                    for o, runs in zip(outs, done.runs):
+                        for run in runs:
+                            o.writer.append(run.ks, run.sizes, run.data)
+        with clock.timing("write"):
+            for o in outs:
+                o.writer.finish()
+            # an embeddings shard's presence implies every other one of its set: it is committed last
+            for o in [*outs[2:], outs[1], emb_out]:
+                o.sink.commit()
     except BaseException:
         for o in outs:
             o.sink.abort()
         raise
     objects = [ObjectRecord.from_writer(o.key, o.sink, settings.part_size) for o in outs]
     if stats is not None:
-        store.put(stretch.key, stats.partial().to_bytes())
+        with clock.timing("write"):
+            store.put(stretch.key, stats.partial().to_bytes())
     return ShardResult(task.name, objects, input_bytes, emb_out.writer.chunks_written, time.perf_counter() - t0,
                        placements=len(task.placements), valid_pixels=stats.n if stats is not None else None,
-                       threads=threads)
+                       threads=threads, stages={k: round(v, 6) for k, v in clock.seconds.items()})

@@ -28,10 +28,11 @@ __all__ = ["INVENTORY_FORMAT", "Inventory", "LandmaskRecord", "TileRecord", "bui
 
 
 def build_inventory(
-    archive: LegacyArchive, *, verify_hashes: bool = False, workers: int = 8, progress: bool = False
+    archive: LegacyArchive, *, verify_hashes: bool = False, workers: int | None = None, progress: bool = False
 ) -> Inventory:
     """List the archive once, streaming: inspect every tile's headers and sizes and every landmask's magic
-    bytes (hashing them with `verify_hashes`), then match every registry by tile, and name the dataset."""
+    bytes (hashing them with `verify_hashes`), then match every registry by tile, and name the dataset. `workers`:
+    reads in flight (None: 8, or 32 on a remote archive without hashing: scan.read_plan)."""
     problems: list[Problem] = []
     claimed = resolve(archive.claims, archive.dataset_override)
     masks = scan_landmasks(archive, problems, verify=verify_hashes, workers=workers, progress=progress)

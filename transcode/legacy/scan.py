@@ -26,6 +26,8 @@ from transcode.storage import ObjectInfo, Storage
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 HASH_BLOCK = 8 * 1024 * 1024
+LOCAL_CONCURRENCY = 8  # reads (and hashes) in flight by default on a local archive, and with hashes on any
+REMOTE_CONCURRENCY = 32  # header reads in flight by default on a remote (S3) archive: each waits a round trip
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -37,6 +39,17 @@ def sha256_of(storage: Storage, key: str) -> bytes:
         while block := f.read(HASH_BLOCK):
             h.update(block)
     return h.digest()
+
+
+def read_plan(storage: Storage, workers: int | None, verify: bool, local_batch: int) -> tuple[int, int]:
+    """(threads, items per batch) of an inventory pass: `workers` threads (by default LOCAL_CONCURRENCY, or on a
+    remote archive without hashing REMOTE_CONCURRENCY); a local archive's files in batches of `local_batch`
+    (its reads take microseconds), a remote one's one by one, so that every thread has a request in flight
+    also when the archive has few tiles."""
+    remote = storage.local_path("") is None
+    if workers is None:
+        workers = REMOTE_CONCURRENCY if remote and not verify else LOCAL_CONCURRENCY
+    return workers, 1 if remote else local_batch
 
 
 def pipeline(items: Iterable[T], fn: Callable[[list[T]], R], *, workers: int, batch: int) -> Iterator[tuple[int, R]]:
@@ -57,15 +70,16 @@ def pipeline(items: Iterable[T], fn: Callable[[list[T]], R], *, workers: int, ba
             yield n, fut.result()
 
 
-def scan_tiles(archive: LegacyArchive, problems: list[Problem], *, verify: bool, workers: int,
+def scan_tiles(archive: LegacyArchive, problems: list[Problem], *, verify: bool, workers: int | None,
                progress: bool) -> np.ndarray:
     """Every tile-year of the archive as a table row (zone, footprint and landmask columns not yet filled)."""
     dtype = tile_dtype(verify)
     table = RowBuffer(dtype)
+    workers, batch = read_plan(archive.storage, workers, verify, 1 if verify else 64)
     with tqdm(desc="tiles", unit="tile", disable=not progress) as bar:
         for n, (rows, digests, probs) in pipeline(archive.iter_tiles(problems),
                                                   lambda b: _inspect_tiles(archive, b, verify),
-                                                  workers=workers, batch=1 if verify else 64):
+                                                  workers=workers, batch=batch):
             base = np.array(rows, dtype=TILE_DTYPE)
             if verify:
                 part = np.zeros(len(base), dtype)
@@ -80,15 +94,16 @@ def scan_tiles(archive: LegacyArchive, problems: list[Problem], *, verify: bool,
     return table.finish()
 
 
-def scan_landmasks(archive: LegacyArchive, problems: list[Problem], *, verify: bool, workers: int,
+def scan_landmasks(archive: LegacyArchive, problems: list[Problem], *, verify: bool, workers: int | None,
                    progress: bool) -> np.ndarray:
     """Every landmask as a table row (cell, size[, digest]); its first bytes must be a TIFF's."""
     dtype = landmask_dtype(verify)
     table = RowBuffer(dtype)
+    workers, batch = read_plan(archive.storage, workers, verify, 8 if verify else 256)
     with tqdm(desc="landmasks", unit="file", disable=not progress) as bar:
         for n, (rows, probs) in pipeline(archive.iter_landmasks(problems),
                                          lambda b: _inspect_landmasks(archive.storage, b, verify),
-                                         workers=workers, batch=8 if verify else 256):
+                                         workers=workers, batch=batch):
             table.extend(np.array(rows, dtype=dtype))
             problems += probs
             bar.update(n)

@@ -42,8 +42,13 @@ class _RangeFile(io.RawIOBase):
 
 
 def open_seekable(storage: Storage, key: str) -> BinaryIO:
-    """The object as a seekable binary file: the file itself when local, ranged reads (buffered) otherwise."""
+    """The object as a seekable binary file: the file itself when local; otherwise ranged reads (buffered), or
+    for an object no larger than the buffer, the object read whole at once (one request instead of the reader's
+    several seeks, each a round trip)."""
     path = storage.local_path(key)
     if path is not None:
         return storage.open(key)
-    return io.BufferedReader(_RangeFile(storage, key, storage.stat(key).size), buffer_size=BUFFER)
+    size = storage.stat(key).size
+    if size <= BUFFER:
+        return io.BytesIO(storage.read(key))
+    return io.BufferedReader(_RangeFile(storage, key, size), buffer_size=BUFFER)

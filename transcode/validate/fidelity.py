@@ -343,7 +343,7 @@ def check_fidelity(view: StoreView, structure: StructureResult, report: Validati
     from transcode.validate.content import sample_chunks
 
     try:
-        inv = build_inventory(archive, workers=8, progress=progress)
+        inv = build_inventory(archive, progress=progress)
     except TransientStorageError:
         raise
     except (ArchiveError, StorageError) as e:
