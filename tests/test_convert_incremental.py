@@ -151,8 +151,9 @@ def test_incremental_run_killed_between_new_and_stale_journal_entry(full_archive
     _assert_same_store(store, direct, same_source=True)
 
 
-def _logged_run(store, source, monkeypatch) -> tuple[list[tuple[str, str]], object]:
-    """Convert, logging every put and delete of the store and every metadata object as it is built."""
+def _logged_run(store, source, monkeypatch, groups: list | None = None) -> tuple[list[tuple[str, str]], object]:
+    """Convert, logging every put and delete of the store and every metadata object as it is built (and, into
+    `groups`, the keys of each zone's metadata, as built together)."""
     log = []
     real_put, real_delete = LocalStorage.put, LocalStorage.delete
     real_iter = transcode.engine.convert.iter_zone_metadata
@@ -160,6 +161,8 @@ def _logged_run(store, source, monkeypatch) -> tuple[list[tuple[str, str]], obje
     def built(*a, **kw):
         for zone, objects in real_iter(*a, **kw):
             log.extend(("built", key) for key, _ in objects)
+            if groups is not None:
+                groups.append([key for key, _ in objects])
             yield zone, objects
 
     with monkeypatch.context() as m:
@@ -175,7 +178,8 @@ def test_metadata_is_compared_and_written_one_zone_at_a_time(full_archive, tmp_p
     metadata is built and written when the conversion reaches the zone, before its first shard and after the shards
     of the zones before it (the first shard does not wait for every zone); the root zarr.json comes last."""
     store = tmp_path / "store"
-    log, report = _logged_run(store, full_archive, monkeypatch)
+    groups: list[list[str]] = []
+    log, report = _logged_run(store, full_archive, monkeypatch, groups)
     assert report.ok
     built = [k for e, k in log if e == "built"]
     zones = sorted({k.split("/")[0] for k in built if "/" in k})
@@ -183,7 +187,11 @@ def test_metadata_is_compared_and_written_one_zone_at_a_time(full_archive, tmp_p
     changes = [(e, k) for e, k in log if e != "built"]
     assert changes[:2] == [("delete", MANIFEST_KEY), ("put", SETTINGS_KEY)]
     meta_puts = [k for e, k in changes if e == "put" and k in built]
-    assert meta_puts == built and report.metadata_written == len(built)
+    assert len(meta_puts) == len(set(meta_puts)) == len(built) == report.metadata_written
+    # a zone's objects go out together, several requests at a time (in any order among them), zone after zone
+    group_of = {k: i for i, keys in enumerate(groups) for k in keys}
+    assert [group_of[k] for k in meta_puts] == sorted(group_of[k] for k in meta_puts)
+    assert len(groups) > len(zones) - 1 and all(len(g) > 1 for g in groups[:-1])
     assert changes[-2:] == [("put", "zarr.json"), ("put", MANIFEST_KEY)]  # after every shard, before the manifest
     puts = [k for e, k in log if e == "put"]
     for zone in zones:
