@@ -177,9 +177,9 @@ class ReadAhead(Generic[Item]):
     many as a byte budget allows: a remote source's latency hidden behind the bands before them."""
 
     def __init__(self, pool: ThreadPoolExecutor, items: list[Item], calls: Callable[[Item], list[Callable[[], Any]]],
-                 nbytes: Callable[[Item], int], budget: int, clock: StageClock | None = None) -> None:
+                 nbytes: Callable[[Item], int], budget: int, clock: StageClock) -> None:
         self._pool, self._items, self._calls, self._nbytes, self._budget = pool, items, calls, nbytes, budget
-        self._clock = clock or StageClock()
+        self._clock = clock
         self._queue: deque[tuple[Item, list[Future], int]] = deque()
         self._next = 0
         self.held = 0  # bytes fetched or in flight, beyond those handed out

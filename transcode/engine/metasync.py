@@ -23,7 +23,7 @@ class MetadataSync:
     def __init__(self, store: Storage, zones: Iterator[tuple[int | None, list[tuple[str, bytes]]]],
                  zone_order: list[int], before_change: Callable[[], None], part_size: int) -> None:
         self.store, self.before_change, self.part_size = store, before_change, part_size
-        self.remote = store.local_path("") is None
+        self.remote = store.remote
         self.written = 0
         self.records: list[ObjectRecord] = []  # the manifest record of every object synced so far
         self._zones = zones

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -174,6 +175,11 @@ class _Band:
     def rows(self) -> int:
         return self.r1 - self.r0
 
+    @cached_property
+    def windows(self) -> list[Window]:
+        """Each hit's window in its own tile's pixels (read ahead, then placed)."""
+        return [Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col) for p, rr, cc in self.hits]
+
 
 @dataclass
 class _BandOutput:
@@ -263,7 +269,7 @@ class _ShardBuild:
         self.r_base = task.shard_row * settings.shard[0]
         self.c_base = task.shard_col * settings.shard[1]
         self.files = {p: tile_files(source, p) for p in task.placements}
-        self.remote = source.local_path("") is None
+        self.remote = source.remote
         self.masks: dict[Placement, np.ndarray | None] = {}
         self.ahead: ReadAhead | None = None
 
@@ -281,10 +287,6 @@ class _ShardBuild:
         got = self.pipe.fetch_all([lambda p=p: mask(p) for p in self.task.placements])
         self.masks = dict(zip(self.task.placements, got))
 
-    @staticmethod
-    def _windows(b: _Band) -> list[Window]:
-        return [Window(rr[0] - p.row, rr[1] - p.row, cc[0] - p.col, cc[1] - p.col) for p, rr, cc in b.hits]
-
     def read_ahead(self, bands: list[_Band]) -> None:
         """On a remote source, fetch the bands' windows (embeddings and scales each a ranged GET) ahead of the band
         being read, within the pipeline's read-ahead budget, so that the requests' latency overlaps encoding."""
@@ -292,11 +294,10 @@ class _ShardBuild:
             return
 
         def calls(b: _Band) -> list:
-            return [lambda f=f, w=w: f.fetch(w) for (p, _, _), w in zip(b.hits, self._windows(b))
-                    for f in self.files[p]]
+            return [lambda f=f, w=w: f.fetch(w) for (p, _, _), w in zip(b.hits, b.windows) for f in self.files[p]]
 
         def nbytes(b: _Band) -> int:
-            return sum(f._span(w)[1] for (p, _, _), w in zip(b.hits, self._windows(b)) for f in self.files[p])
+            return sum(f.fetch_size(w) for (p, _, _), w in zip(b.hits, b.windows) for f in self.files[p])
 
         self.ahead = self.pipe.read_ahead(bands, calls, nbytes)
 
@@ -312,10 +313,9 @@ class _ShardBuild:
             covered[dst] = True
         if not covered.all():  # clear only what no tile overwrites (a full clear costs a memset per band)
             emb[~covered] = EMBEDDINGS.fill
-        windows = self._windows(b)
         fetched = self.ahead.take(b) if self.ahead is not None else None
         read = 0
-        for k, ((p, _, _), dst, win) in enumerate(zip(b.hits, targets, windows)):
+        for k, ((p, _, _), dst, win) in enumerate(zip(b.hits, targets, b.windows)):
             e_file, s_file = self.files[p]
             if fetched is None:
                 e_file.read_into(win, emb[dst])
@@ -365,7 +365,7 @@ def buffer_plan(source: Storage, store: Storage, part_size: int) -> tuple[int | 
     within WORKER_BUFFERS, after a remote source's read-ahead (the windows fetched ahead and those of the band
     being placed) and the store's writer (an S3 writer's parts: in flight + 1). Where the default parts in flight
     would leave the bands less than BAND_FLOOR, one part goes at a time."""
-    room = WORKER_BUFFERS - (2 * REMOTE_AHEAD_BYTES if source.local_path("") is None else 0)
+    room = WORKER_BUFFERS - (2 * REMOTE_AHEAD_BYTES if source.remote else 0)
     in_flight = None if room - store.writer_memory(part_size) >= BAND_FLOOR else 1
     return in_flight, max(0, min(BAND_BUDGET, room - store.writer_memory(part_size, in_flight)))
 
@@ -404,9 +404,8 @@ def build_shard(task: ShardTask, settings: EncodeSettings, source: Storage, stor
     # the encoded bytes are appended below in band order
     stats = ShardStats(task.zone, task.year, stretch.sample_size) if stretch else None
     input_bytes = 0
-    remote = source.local_path("") is None
     try:
-        with BandPipeline(threads, slots, lambda: _Slot(band, sw, outs), REMOTE_FETCHES if remote else 0) as pipe:
+        with BandPipeline(threads, slots, lambda: _Slot(band, sw, outs), REMOTE_FETCHES if source.remote else 0) as pipe:
             build = _ShardBuild(task, settings, source, outs, stats, pipe)
             build.read_masks(source)
             bands = _bands(task, settings.shard, band, wide)

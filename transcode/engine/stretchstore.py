@@ -65,7 +65,7 @@ class StretchStore:
         self.plan = plan
         self.sample_size = sample_size
         self.part_size = part_size
-        self.remote = store.local_path("") is None
+        self.remote = store.remote
         self.problems: list[dict] = []
         self.rebuilt: list[str] = []  # the zone-years whose statistics this run wrote
         self.zone_years: dict[tuple[int, int], _ZoneYear] = {}

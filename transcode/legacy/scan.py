@@ -46,10 +46,9 @@ def read_plan(storage: Storage, workers: int | None, verify: bool, local_batch: 
     remote archive without hashing REMOTE_CONCURRENCY); a local archive's files in batches of `local_batch`
     (its reads take microseconds), a remote one's one by one, so that every thread has a request in flight
     also when the archive has few tiles."""
-    remote = storage.local_path("") is None
     if workers is None:
-        workers = REMOTE_CONCURRENCY if remote and not verify else LOCAL_CONCURRENCY
-    return workers, 1 if remote else local_batch
+        workers = REMOTE_CONCURRENCY if storage.remote and not verify else LOCAL_CONCURRENCY
+    return workers, 1 if storage.remote else local_batch
 
 
 def pipeline(items: Iterable[T], fn: Callable[[list[T]], R], *, workers: int, batch: int) -> Iterator[tuple[int, R]]:

@@ -103,6 +103,10 @@ class NpyTileFile:
             return np.empty(window.shape + tuple(self.header.shape[2:]), dtype=self.header.dtype)
         return self._read_span(window)
 
+    def fetch_size(self, window: Window) -> int:
+        """The bytes `fetch(window)` reads: its span, from the window's first pixel to its last."""
+        return self._span(window)[1]
+
     def _check(self, window: Window) -> None:
         h, w = self.header.shape[:2]
         if not (0 <= window.row0 <= window.row1 <= h and 0 <= window.col0 <= window.col1 <= w):

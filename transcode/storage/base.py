@@ -121,6 +121,11 @@ class Storage(ABC):
         """The object's path on a local file system, or None when it is remote."""
         return None
 
+    @property
+    def remote(self) -> bool:
+        """Whether objects are reached by requests (each a round trip), not on a local file system."""
+        return self.local_path("") is None
+
     def child(self, prefix: str) -> "Storage":
         """The same storage rooted at `prefix` below this root."""
         raise NotImplementedError
